@@ -1,0 +1,11 @@
+//! hookstream's event core: the event envelope of SPEC §2, the CrewAI system event types
+//! generated from the catalogue, subscription filters, and the event bus trait with its
+//! in-memory implementation.
+//!
+//! This crate does no network IO and knows nothing of HTTP, webhooks or storage engines.
+
+pub mod bus;
+pub mod event;
+
+pub use bus::{Bus, Subscription};
+pub use event::{Data, Draft, Event, EventType, Timestamp};
