@@ -5,7 +5,10 @@
 //! This crate does no network IO and knows nothing of HTTP, webhooks or storage engines.
 
 pub mod bus;
+pub mod catalog;
 pub mod event;
+pub mod filter;
 
-pub use bus::{Bus, Subscription};
+pub use bus::{Bus, MemoryBus, Subscription};
 pub use event::{Data, Draft, Event, EventType, Timestamp};
+pub use filter::Filter;

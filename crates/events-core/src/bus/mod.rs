@@ -14,6 +14,10 @@ use uuid::Uuid;
 
 use crate::event::{Draft, Event};
 
+mod memory;
+
+pub use memory::MemoryBus;
+
 /// What [`Bus::publish`] did with a batch of drafts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -143,6 +147,14 @@ pub enum PublishError {
         /// The drafts, not published.
         drafts: Vec<Draft>,
     },
+    /// A `crew_execution_completed` draft was not the last of its batch; nothing was stored.
+    #[error("the terminal event of execution {execution_id} must be the last of its batch")]
+    TerminalNotLast {
+        /// The execution.
+        execution_id: Uuid,
+        /// The drafts, not published.
+        drafts: Vec<Draft>,
+    },
     /// The backend failed; nothing of this publish was stored.
     #[error("the bus backend failed")]
     Backend {
@@ -160,6 +172,7 @@ impl PublishError {
         match self {
             Self::Full { drafts, .. }
             | Self::Ended { drafts, .. }
+            | Self::TerminalNotLast { drafts, .. }
             | Self::Backend { drafts, .. } => drafts,
         }
     }
