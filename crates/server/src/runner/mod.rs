@@ -78,3 +78,5 @@ pub trait Runner: Send + Sync + 'static {
     /// Runs the execution to its end. Cancel-safe: dropping the future stops the run.
     async fn run(&self, ctx: RunContext) -> RunOutcome;
 }
+
+pub mod demo;
