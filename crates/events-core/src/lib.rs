@@ -8,6 +8,8 @@ pub mod bus;
 pub mod catalog;
 pub mod event;
 pub mod filter;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bus::{Bus, MemoryBus, Subscription};
 pub use event::{Data, Draft, Event, EventType, Timestamp};

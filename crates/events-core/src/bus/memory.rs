@@ -33,6 +33,9 @@ use super::{
 };
 use crate::event::{Draft, Event};
 
+/// One shard of the execution map.
+type Shard = Mutex<HashMap<Uuid, Arc<Execution>>>;
+
 /// Number of shards of the execution map (a power of two).
 const SHARDS: usize = 64;
 
@@ -59,7 +62,7 @@ const RUN: usize = 64;
 /// ```
 #[derive(Clone)]
 pub struct MemoryBus {
-    shards: Arc<[Mutex<HashMap<Uuid, Arc<Execution>>>]>,
+    shards: Arc<[Shard]>,
 }
 
 impl std::fmt::Debug for MemoryBus {
@@ -88,7 +91,7 @@ impl MemoryBus {
         lock(self.shard(execution_id)).remove(&execution_id).is_some()
     }
 
-    fn shard(&self, execution_id: Uuid) -> &Mutex<HashMap<Uuid, Arc<Execution>>> {
+    fn shard(&self, execution_id: Uuid) -> &Shard {
         // UUIDs (v4 random, v7 random tail) are well spread in their low bits.
         &self.shards[(execution_id.as_u128() as usize) & (SHARDS - 1)]
     }
