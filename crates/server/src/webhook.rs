@@ -1,0 +1,258 @@
+//! A validated webhook subscription as the server keeps it ([`WebhookSpec`]): what a kickoff's
+//! `webhooks` entry becomes once every part of it was checked, how stores persist it (one JSON
+//! value, secrets included), and how it turns into delivery-http's runtime configuration.
+//!
+//! This module does not parse request bodies (the API's wire types do) and does not deliver.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+/// One webhook of an execution, validated: the target, the filter, the mode and the
+/// authentication configuration. `Debug` never prints the authentication's secrets.
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub struct WebhookSpec {
+    /// The target (http or https, with a host; credentials in it are kept for delivery).
+    pub url: Url,
+    /// The filter entries as given (`"*"`, names, `"prefix_*"`); empty means every event.
+    pub events: Vec<String>,
+    /// Each event alone, as soon as it is accepted.
+    pub realtime: bool,
+    /// The batching bounds (used in batched mode only).
+    pub batch: BatchSpec,
+    /// Static extra headers, in the order given.
+    pub headers: Vec<(String, String)>,
+    /// The `authentication` object, secrets included.
+    pub authentication: StoredAuth,
+}
+
+impl WebhookSpec {
+    /// A spec with every event, batched with default bounds, no headers and no authentication.
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            events: Vec::new(),
+            realtime: false,
+            batch: BatchSpec::default(),
+            headers: Vec::new(),
+            authentication: StoredAuth::none(),
+        }
+    }
+
+    /// The target with any user name and password removed, for API responses and logs.
+    pub fn redacted_url(&self) -> String {
+        let mut url = self.url.clone();
+        // Only fails for URLs that cannot have credentials, which then have none.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.to_string()
+    }
+
+    /// The spec as one JSON value for storage, **secrets included**: store it as a secret.
+    /// [`WebhookSpec::from_json`] reads it back.
+    pub fn to_json(&self) -> Value {
+        let stored = StoredSpec {
+            url: self.url.to_string(),
+            events: self.events.clone(),
+            realtime: self.realtime,
+            batch: StoredBatch {
+                max_events: self.batch.max_events.get(),
+                max_wait_ms: u64::try_from(self.batch.max_wait.as_millis()).unwrap_or(u64::MAX),
+                max_bytes: self.batch.max_bytes.get(),
+            },
+            headers: self.headers.clone(),
+            authentication: self.authentication.0.clone(),
+        };
+        serde_json::to_value(stored).unwrap_or(Value::Null)
+    }
+
+    /// Reads back what [`WebhookSpec::to_json`] wrote.
+    pub fn from_json(value: &Value) -> Result<Self, SpecError> {
+        let stored = StoredSpec::deserialize(value).map_err(|e| SpecError(e.to_string()))?;
+        let url = Url::parse(&stored.url).map_err(|e| SpecError(format!("url: {e}")))?;
+        let non_zero = |n: usize, field: &str| {
+            NonZeroUsize::new(n).ok_or_else(|| SpecError(format!("batch.{field} is 0")))
+        };
+        Ok(Self {
+            url,
+            events: stored.events,
+            realtime: stored.realtime,
+            batch: BatchSpec {
+                max_events: non_zero(stored.batch.max_events, "max_events")?,
+                max_wait: Duration::from_millis(stored.batch.max_wait_ms),
+                max_bytes: non_zero(stored.batch.max_bytes, "max_bytes")?,
+            },
+            headers: stored.headers,
+            authentication: StoredAuth(stored.authentication),
+        })
+    }
+}
+
+impl fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("url", &self.redacted_url())
+            .field("events", &self.events)
+            .field("realtime", &self.realtime)
+            .field("batch", &self.batch)
+            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("authentication", &self.authentication)
+            .finish()
+    }
+}
+
+/// Batching bounds of SPEC §3/§4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchSpec {
+    /// Events per batch at most.
+    pub max_events: NonZeroUsize,
+    /// Time from a batch's first event until it is sent, at most.
+    pub max_wait: Duration,
+    /// Body bytes per request at most.
+    pub max_bytes: NonZeroUsize,
+}
+
+impl BatchSpec {
+    /// Default `max_events`: 100.
+    pub const DEFAULT_MAX_EVENTS: usize = 100;
+    /// Default `max_wait_ms`: 1000.
+    pub const DEFAULT_MAX_WAIT_MS: u64 = 1000;
+    /// Default and ceiling of `max_bytes`: 1 MiB.
+    pub const MAX_BYTES: usize = 1024 * 1024;
+    /// Ceiling of `max_events`.
+    pub const MAX_EVENTS: usize = 10_000;
+    /// Ceiling of `max_wait_ms`: one hour.
+    pub const MAX_WAIT_MS: u64 = 3_600_000;
+    /// Floor of `max_bytes` (one event must fit).
+    pub const MIN_BYTES: usize = 1024;
+
+    /// Bounds from raw values, checked against the floors and ceilings above.
+    pub fn new(max_events: usize, max_wait_ms: u64, max_bytes: usize) -> Result<Self, SpecError> {
+        let max_events =
+            NonZeroUsize::new(max_events).filter(|n| n.get() <= Self::MAX_EVENTS).ok_or_else(
+                || SpecError(format!("max_events must be between 1 and {}", Self::MAX_EVENTS)),
+            )?;
+        if max_wait_ms > Self::MAX_WAIT_MS {
+            return Err(SpecError(format!(
+                "max_wait_ms must be at most {} (one hour)",
+                Self::MAX_WAIT_MS
+            )));
+        }
+        let max_bytes = NonZeroUsize::new(max_bytes)
+            .filter(|n| (Self::MIN_BYTES..=Self::MAX_BYTES).contains(&n.get()))
+            .ok_or_else(|| {
+                SpecError(format!(
+                    "max_bytes must be between {} and {} (1 MiB)",
+                    Self::MIN_BYTES,
+                    Self::MAX_BYTES
+                ))
+            })?;
+        Ok(Self { max_events, max_wait: Duration::from_millis(max_wait_ms), max_bytes })
+    }
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        Self {
+            max_events: NonZeroUsize::new(Self::DEFAULT_MAX_EVENTS).unwrap_or(NonZeroUsize::MIN),
+            max_wait: Duration::from_millis(Self::DEFAULT_MAX_WAIT_MS),
+            max_bytes: NonZeroUsize::new(Self::MAX_BYTES).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+/// A webhook's `authentication` JSON as validated by the auth registry, secrets included.
+/// `Debug` prints only the strategy name.
+#[derive(Clone, PartialEq)]
+pub struct StoredAuth(Value);
+
+impl StoredAuth {
+    /// No authentication (`null`).
+    pub fn none() -> Self {
+        Self(Value::Null)
+    }
+
+    /// The JSON of a configuration the auth registry validated
+    /// (`AuthConfig::to_json_with_secrets`).
+    pub fn new(json: Value) -> Self {
+        Self(json)
+    }
+
+    /// The JSON, **secrets included**: for the registry and for storage only.
+    pub fn expose(&self) -> &Value {
+        &self.0
+    }
+
+    /// The strategy name (`"none"` when there is none).
+    pub fn strategy(&self) -> &str {
+        self.0.get("strategy").and_then(Value::as_str).unwrap_or("none")
+    }
+}
+
+impl fmt::Debug for StoredAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredAuth").field("strategy", &self.strategy()).finish_non_exhaustive()
+    }
+}
+
+/// A stored webhook spec that could not be read back, or bounds out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid webhook spec: {0}")]
+pub struct SpecError(String);
+
+#[derive(Serialize, Deserialize)]
+struct StoredSpec {
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    realtime: bool,
+    batch: StoredBatch,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    authentication: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredBatch {
+    max_events: usize,
+    max_wait_ms: u64,
+    max_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_keeps_everything() {
+        let mut spec = WebhookSpec::new(Url::parse("https://u:p@example.com/hook").unwrap());
+        spec.events = vec!["llm_*".into()];
+        spec.realtime = true;
+        spec.batch = BatchSpec::new(5, 10, 4096).unwrap();
+        spec.headers = vec![("x-tenant".into(), "acme".into())];
+        spec.authentication =
+            StoredAuth::new(serde_json::json!({"strategy": "bearer", "token": "s3cret"}));
+        let back = WebhookSpec::from_json(&spec.to_json()).unwrap();
+        assert!(back == spec);
+        let debug = format!("{spec:?}");
+        assert!(!debug.contains("s3cret") && !debug.contains("u:p@") && !debug.contains("acme"));
+        assert_eq!(spec.redacted_url(), "https://example.com/hook");
+    }
+
+    #[test]
+    fn batch_bounds_are_checked() {
+        assert!(BatchSpec::new(0, 1000, 4096).is_err());
+        assert!(BatchSpec::new(10, BatchSpec::MAX_WAIT_MS + 1, 4096).is_err());
+        assert!(BatchSpec::new(10, 0, BatchSpec::MAX_BYTES + 1).is_err());
+        assert!(BatchSpec::new(10, 0, 10).is_err());
+        assert!(BatchSpec::new(10, 0, 4096).is_ok());
+    }
+}
