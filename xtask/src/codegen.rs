@@ -1,11 +1,205 @@
-//! `cargo xtask codegen [--check]`: generates the system event types of events-core from its
-//! copy of the catalogue. Filled in by the events-core work.
+//! `cargo xtask codegen [--check]`: generates `crates/events-core/src/catalog/generated.rs`,
+//! the system event table of events-core, from its copy of the catalogue
+//! (`crates/events-core/catalog/system-events.json`). With `--check` it regenerates in memory
+//! and fails when the checked-in file differs.
+//!
+//! It owns the mapping from the catalogue's Python annotations to JSON kinds; the validation
+//! that uses the table lives in events-core's `catalog` module.
 
+use std::fs;
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+const CATALOG: &str = "crates/events-core/catalog/system-events.json";
+const OUTPUT: &str = "crates/events-core/src/catalog/generated.rs";
+
+/// Fields of crewAI's base event that belong in the envelope, not in `data`.
+const ENVELOPE_FIELDS: &[&str] = &["timestamp", "type", "event_id"];
 
 /// Writes the generated source, or with `check` fails when it is stale.
-pub(crate) fn run(_root: &Path, _check: bool) -> Result<()> {
+pub(crate) fn run(root: &Path, check: bool) -> Result<()> {
+    let catalog: Value = serde_json::from_str(
+        &fs::read_to_string(root.join(CATALOG)).with_context(|| format!("reading {CATALOG}"))?,
+    )
+    .with_context(|| format!("parsing {CATALOG}"))?;
+    let source = rustfmt(root, &generate(&catalog)?)?;
+    let path = root.join(OUTPUT);
+    if check {
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        if current != source {
+            bail!("{OUTPUT}: generated.rs is stale; run cargo xtask codegen");
+        }
+        eprintln!("codegen: {OUTPUT} is up to date");
+    } else {
+        fs::write(&path, source).with_context(|| format!("writing {OUTPUT}"))?;
+        eprintln!("codegen: wrote {OUTPUT}");
+    }
     Ok(())
+}
+
+/// A field's JSON kind and whether null is allowed, from its Python annotation.
+fn kind_of(annotation: &str) -> (&'static str, bool) {
+    let mut nullable = false;
+    let mut kinds: Vec<&'static str> = Vec::new();
+    for part in split_union(annotation) {
+        let part = part.trim();
+        let kind = match part {
+            "None" => {
+                nullable = true;
+                continue;
+            }
+            "str" | "str (uuid)" | "datetime" | "datetime (ISO 8601)" | "Path" => "String",
+            "int" => "Integer",
+            "float" => "Number",
+            "bool" => "Boolean",
+            "list[str]" => "StringArray",
+            p if p.starts_with("Literal['") => "String",
+            p if p.starts_with("dict[") => "Object",
+            p if p.starts_with("list[") => "Array",
+            _ => "Any",
+        };
+        kinds.push(kind);
+    }
+    let kind = match kinds.as_slice() {
+        [] => "Any",
+        [one] => one,
+        many if many.iter().all(|k| *k == many[0]) => many[0],
+        many if many.iter().all(|k| matches!(*k, "Integer" | "Number")) => "Number",
+        _ => "Any",
+    };
+    (kind, nullable || kind == "Any")
+}
+
+/// Splits `a | b[c | d] | e` at its top-level `|`s.
+fn split_union(annotation: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in annotation.char_indices() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth -= 1,
+            '|' if depth == 0 => {
+                parts.push(&annotation[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&annotation[start..]);
+    parts
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str> {
+    v.get(key).and_then(Value::as_str).with_context(|| format!("catalogue entry lacks {key:?}"))
+}
+
+fn fields(list: &Value, skip: &[&str]) -> Result<String> {
+    let mut out = String::new();
+    for f in list.as_array().context("fields is not an array")? {
+        let name = str_field(f, "name")?;
+        if skip.contains(&name) {
+            continue;
+        }
+        let annotation = str_field(f, "type")?;
+        let (kind, nullable_by_type) = kind_of(annotation);
+        let nullable = nullable_by_type || f.get("nullable").and_then(Value::as_bool) == Some(true);
+        out.push_str(&format!(
+            "FieldSpec {{ name: {name:?}, kind: FieldKind::{kind}, nullable: {nullable} }}, \
+             // {annotation}\n"
+        ));
+    }
+    Ok(out)
+}
+
+fn generate(catalog: &Value) -> Result<String> {
+    let mut events: Vec<&Value> =
+        catalog["events"].as_array().context("catalogue lacks events")?.iter().collect();
+    events.sort_by_key(|e| e["type"].as_str().unwrap_or_default().to_owned());
+    let mut names = std::collections::HashSet::new();
+    let mut out = String::from(
+        "//! The system event table, generated by `cargo xtask codegen` (xtask/src/codegen.rs) \
+         from\n//! `crates/events-core/catalog/system-events.json`. Do not edit: change the \
+         catalogue or the\n//! generator and run `cargo xtask codegen`; `cargo xtask codegen \
+         --check` fails when this\n//! file is stale.\n\nuse super::{EventSpec, FieldKind, \
+         FieldSpec};\n\n",
+    );
+    out.push_str(
+        "/// Fields crewAI puts on every event, besides those that go in the envelope \
+         (`timestamp`,\n/// `type`, `event_id`).\npub(super) const BASE_FIELDS: &[FieldSpec] = \
+         &[\n",
+    );
+    out.push_str(&fields(&catalog["base_fields"], ENVELOPE_FIELDS)?);
+    out.push_str("];\n\n");
+    out.push_str(&format!(
+        "/// Every system event type ({}), sorted by name.\npub(super) const EVENTS: \
+         &[EventSpec] = &[\n",
+        events.len()
+    ));
+    for e in &events {
+        let name = str_field(e, "type")?;
+        if !names.insert(name) {
+            bail!("catalogue lists {name:?} twice");
+        }
+        out.push_str(&format!(
+            "EventSpec {{ name: {name:?}, family: {:?}, fields: &[\n{}] }},\n",
+            str_field(e, "family")?,
+            fields(&e["fields"], &[])?
+        ));
+    }
+    out.push_str("];\n\n");
+    let mut aliases: Vec<(&String, &Value)> =
+        catalog["aliases"].as_object().context("catalogue lacks aliases")?.iter().collect();
+    aliases.sort_by_key(|(k, _)| k.as_str());
+    out.push_str(
+        "/// Filter aliases: `(alias, target)`, sorted by alias.\npub(super) const ALIASES: \
+         &[(&str, &str)] = &[\n",
+    );
+    for (alias, target) in aliases {
+        let target = target.as_str().context("alias target is not a string")?;
+        if !names.contains(target) {
+            bail!("alias {alias:?} points at unknown type {target:?}");
+        }
+        out.push_str(&format!("({alias:?}, {target:?}),\n"));
+    }
+    out.push_str("];\n");
+    Ok(out)
+}
+
+/// Formats `source` with the workspace's rustfmt settings, as `cargo fmt` would.
+fn rustfmt(root: &Path, source: &str) -> Result<String> {
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2021", "--emit", "stdout", "--quiet"])
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running rustfmt")?;
+    child.stdin.take().context("rustfmt stdin")?.write_all(source.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("rustfmt failed on the generated source");
+    }
+    String::from_utf8(out.stdout).context("rustfmt output is not UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_map_to_kinds() {
+        assert_eq!(kind_of("str"), ("String", false));
+        assert_eq!(kind_of("str | None"), ("String", true));
+        assert_eq!(kind_of("int | float | None"), ("Number", true));
+        assert_eq!(kind_of("dict[str, Any] | str"), ("Any", true));
+        assert_eq!(kind_of("Sequence[BaseTool | CrewStructuredTool] | None"), ("Any", true));
+        assert_eq!(kind_of("list[str]"), ("StringArray", false));
+        assert_eq!(kind_of("list[dict[str, Any]] | None"), ("Array", true));
+        assert_eq!(kind_of("Literal['completed', 'failed']"), ("String", false));
+        assert_eq!(kind_of("BaseAgent"), ("Any", true));
+    }
 }

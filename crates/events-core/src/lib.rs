@@ -8,6 +8,7 @@ pub mod bus;
 pub mod catalog;
 pub mod event;
 pub mod filter;
+pub mod ingest;
 #[cfg(feature = "testing")]
 pub mod testing;
 

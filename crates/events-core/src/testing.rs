@@ -1,4 +1,4 @@
-//! The bus conformance suite: every case of the [`Bus`](crate::Bus) contract as a generic
+//! The bus conformance suite: every case of the [`crate::Bus`] contract as a generic
 //! async function, and the [`bus_conformance!`](crate::bus_conformance) macro that turns them
 //! into one `#[test]` per case for a backend.
 //!

@@ -5,4 +5,6 @@
 //! [`MemoryBus`]: hookstream_events_core::MemoryBus
 
 mod conformance;
+mod fixture;
+mod golden;
 mod memory;
