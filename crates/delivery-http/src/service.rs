@@ -1,0 +1,296 @@
+//! The delivery service: takes one formed batch of one pair through its attempts until it is
+//! delivered or dead-lettered, splitting it on 413 and marking the webhook gone on 410, and
+//! records every step in the ledger. One batch at a time per pair (the caller awaits it).
+//!
+//! This module sequences attempts and waits; what an outcome means is decided in `retry`,
+//! how a request looks in `request`, how it is sent in `client`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::client::{AttemptError, HttpClient};
+use crate::config::WebhookConfig;
+use crate::encode::{self, Encoded};
+use crate::ledger::{
+    AttemptOutcome, AttemptRecord, BatchId, BatchRecord, DeadLetter, DeadLetterReason, Ledger,
+    PairKey,
+};
+use crate::request;
+use crate::retry::{classify, Decision, RetryPolicy};
+use crate::telemetry;
+
+/// Wall-clock time derived from tokio's clock: it advances with paused test time and never
+/// jumps with the system clock during a process's life.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    base_instant: Instant,
+    base_system: SystemTime,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Self { base_instant: Instant::now(), base_system: SystemTime::now() }
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.base_system + self.base_instant.elapsed()
+    }
+
+    /// The tokio instant of wall-clock time `at` (now, if `at` has passed).
+    pub(crate) fn instant_at(&self, at: SystemTime) -> Instant {
+        let now = self.now();
+        Instant::now() + at.duration_since(now).unwrap_or(Duration::ZERO)
+    }
+
+    pub(crate) fn unix_seconds(&self) -> i64 {
+        self.now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    }
+}
+
+/// What every pair shares: the client, the ledger, the policies.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) client: HttpClient,
+    pub(crate) ledger: Arc<dyn Ledger>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) user_agent: HeaderValue,
+    pub(crate) clock: Clock,
+}
+
+/// A batch on its way, with its retry state.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) id: BatchId,
+    pub(crate) events: Vec<Encoded>,
+    pub(crate) attempts: u32,
+    pub(crate) formed_at: SystemTime,
+    pub(crate) next_attempt_at: Option<SystemTime>,
+    /// Whether the ledger already holds it (a resumed batch).
+    pub(crate) recorded: bool,
+}
+
+impl Batch {
+    pub(crate) fn new(events: Vec<Encoded>, formed_at: SystemTime) -> Self {
+        Self {
+            id: BatchId::generate(),
+            events,
+            attempts: 0,
+            formed_at,
+            next_attempt_at: None,
+            recorded: false,
+        }
+    }
+
+    fn sequences(&self) -> Vec<u64> {
+        self.events.iter().map(|e| e.sequence).collect()
+    }
+
+    fn record(&self, pair: PairKey) -> BatchRecord {
+        BatchRecord::new(
+            pair,
+            self.id.clone(),
+            self.events.first().map_or(0, |e| e.sequence),
+            self.events.last().map_or(0, |e| e.sequence),
+            self.events.len(),
+            self.formed_at,
+            self.attempts,
+            self.next_attempt_at,
+        )
+    }
+}
+
+/// Events delivered and dead-lettered by a run of the service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) delivered: u64,
+    pub(crate) dead_lettered: u64,
+}
+
+/// One pair's view of the service.
+#[derive(Debug)]
+pub(crate) struct Delivery<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) key: PairKey,
+    pub(crate) config: &'a WebhookConfig,
+    /// Set once the receiver answered 410: everything after is dead-lettered unsent.
+    pub(crate) gone: bool,
+    pub(crate) tally: Tally,
+}
+
+impl<'a> Delivery<'a> {
+    pub(crate) fn new(shared: &'a Shared, key: PairKey, config: &'a WebhookConfig) -> Self {
+        Self { shared, key, config, gone: false, tally: Tally::default() }
+    }
+
+    /// Takes `batch` (and its halves, if split) to delivery or dead letter.
+    pub(crate) async fn run(&mut self, batch: Batch) {
+        let mut queue = VecDeque::from([batch]);
+        while let Some(mut batch) = queue.pop_front() {
+            if batch.events.is_empty() {
+                continue;
+            }
+            if self.gone {
+                self.dead_letter(&batch, DeadLetterReason::Gone).await;
+                continue;
+            }
+            if !batch.recorded {
+                let record = batch.record(self.key);
+                self.note("batch_formed", self.shared.ledger.batch_formed(&record).await);
+                batch.recorded = true;
+            }
+            let body = encode::body(&batch.events);
+            loop {
+                if let Some(at) = batch.next_attempt_at {
+                    tokio::time::sleep_until(self.shared.clock.instant_at(at)).await;
+                }
+                match self.attempt(&mut batch, &body).await {
+                    Decision::Success => {
+                        let now = self.shared.clock.now();
+                        let ledger = &self.shared.ledger;
+                        self.note(
+                            "delivered",
+                            ledger.batch_delivered(&self.key, &batch.id, now).await,
+                        );
+                        telemetry::events_delivered(batch.events.len());
+                        self.tally.delivered += batch.events.len() as u64;
+                    }
+                    Decision::Retry { .. } => continue,
+                    Decision::Split if batch.events.len() > 1 => {
+                        let ledger = &self.shared.ledger;
+                        self.note("split", ledger.batch_split(&self.key, &batch.id).await);
+                        let right = batch.events.split_off(batch.events.len() / 2);
+                        queue.push_front(Batch::new(right, batch.formed_at));
+                        queue.push_front(Batch::new(batch.events, batch.formed_at));
+                    }
+                    Decision::Split => self.dead_letter(&batch, DeadLetterReason::TooLarge).await,
+                    Decision::Gone => {
+                        self.gone = true;
+                        self.note("gone", self.shared.ledger.webhook_gone(&self.key).await);
+                        self.dead_letter(&batch, DeadLetterReason::Gone).await;
+                    }
+                    Decision::DeadLetter(reason) => self.dead_letter(&batch, reason).await,
+                }
+                break;
+            }
+        }
+    }
+
+    /// One attempt: build, authenticate, send, classify, record. On a retry decision the
+    /// batch's next attempt time is set; past the maximum age the decision becomes a dead
+    /// letter.
+    async fn attempt(&mut self, batch: &mut Batch, body: &Bytes) -> Decision {
+        let shared = self.shared;
+        batch.attempts += 1;
+        let started_at = shared.clock.now();
+        let started = Instant::now();
+        let target = self.config.redacted_url();
+        let span = telemetry::attempt_span(&self.key, &batch.id, batch.attempts, &target);
+        let result = async {
+            let request = request::build(
+                self.config,
+                &shared.user_agent,
+                &batch.id,
+                body,
+                shared.clock.unix_seconds(),
+            )
+            .await
+            .map_err(AttemptError::Auth)?;
+            shared.client.send(request).await
+        }
+        .instrument(span.clone())
+        .await;
+        let latency = started.elapsed();
+        let now = shared.clock.now();
+        let mut decision = classify(&shared.retry, &result, now);
+
+        let (outcome, response_body) = match &result {
+            Ok(r) => {
+                let status = r.status.as_u16();
+                span.record("http_version", tracing::field::debug(r.version));
+                if matches!(status, 401 | 403) {
+                    self.config.auth().on_rejected(status);
+                }
+                (AttemptOutcome::Status(status), r.body.clone())
+            }
+            Err(e) => {
+                (AttemptOutcome::Error { kind: e.kind(), message: e.message() }, Bytes::new())
+            }
+        };
+        batch.next_attempt_at = None;
+        if let Decision::Retry { after } = decision {
+            let delay = after.unwrap_or_else(|| shared.retry.backoff(batch.attempts));
+            let next = now + delay;
+            let age = next.duration_since(batch.formed_at).unwrap_or(Duration::ZERO);
+            if age > shared.retry.max_age {
+                let last = match &outcome {
+                    AttemptOutcome::Status(s) => format!("status {s}"),
+                    AttemptOutcome::Error { message, .. } => message.clone(),
+                };
+                decision = Decision::DeadLetter(DeadLetterReason::Expired {
+                    attempts: batch.attempts,
+                    last,
+                });
+            } else {
+                batch.next_attempt_at = Some(next);
+            }
+        }
+        let (status, error) = match &outcome {
+            AttemptOutcome::Status(s) => (Some(*s), None),
+            AttemptOutcome::Error { message, .. } => (None, Some(message.as_str())),
+        };
+        telemetry::attempt_finished(&span, status, error, decision.label(), latency);
+        let record = AttemptRecord {
+            pair: self.key,
+            batch_id: batch.id.clone(),
+            attempt: batch.attempts,
+            started_at,
+            outcome,
+            response_body,
+            latency,
+            next_attempt_at: batch.next_attempt_at,
+        };
+        self.note("attempt", shared.ledger.attempt_finished(&record).await);
+        decision
+    }
+
+    /// Records `batch` as a dead letter; retried until the ledger takes it, since the caller
+    /// acknowledges its events next.
+    pub(crate) async fn dead_letter(&mut self, batch: &Batch, reason: DeadLetterReason) {
+        let letter = DeadLetter::new(
+            self.key,
+            batch.id.clone(),
+            batch.sequences(),
+            reason,
+            batch.attempts,
+            self.shared.clock.now(),
+        );
+        tracing::warn!(
+            execution_id = %self.key.execution_id,
+            webhook = self.key.webhook_index,
+            batch_id = %batch.id,
+            events = batch.events.len(),
+            reason = %letter.reason,
+            "batch dead-lettered"
+        );
+        let mut wait = Duration::from_millis(500);
+        while let Err(e) = self.shared.ledger.dead_lettered(&letter).await {
+            telemetry::ledger_error("dead_letter", &e);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+        telemetry::events_dead_lettered(batch.events.len());
+        self.tally.dead_lettered += batch.events.len() as u64;
+    }
+
+    fn note(&self, operation: &'static str, result: Result<(), crate::ledger::LedgerError>) {
+        if let Err(e) = result {
+            telemetry::ledger_error(operation, &e);
+        }
+    }
+}
