@@ -1,0 +1,6 @@
+//! Integration tests of hookstream-delivery-http: real hyper client and server on loopback,
+//! paused tokio time for every timing rule, MemoryBus and MemoryLedger.
+
+mod batching;
+mod receiver;
+mod support;
