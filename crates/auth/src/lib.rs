@@ -32,7 +32,7 @@ mod secret;
 pub mod signature;
 pub mod strategy;
 
-pub use builtin::BuiltinOptions;
+pub use builtin::{AddressPolicy, BuiltinOptions};
 pub use error::{AuthConfigError, RegisterError};
 pub use registry::{AuthConfig, ConfigFields, Registry, StrategyConfig, StrategyFactory};
 pub use secret::Secret;

@@ -10,6 +10,8 @@ mod hmac;
 mod oauth2;
 mod simple;
 
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +19,11 @@ use crate::Registry;
 
 pub(crate) use simple::NoneConfig;
 
+/// Decides whether the OAuth2 token client may connect to an address: `true` allows.
+pub type AddressPolicy = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 /// Options of the built-in strategies, for [`Registry::with_builtin_options`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BuiltinOptions {
     /// TLS client configuration of the OAuth2 token client. `None` (the default): rustls
@@ -28,6 +33,22 @@ pub struct BuiltinOptions {
     pub connect_timeout: Duration,
     /// Timeout of a whole token request, response body included (default 30 s).
     pub request_timeout: Duration,
+    /// SSRF guard of the OAuth2 token client, checked on every address it would connect to
+    /// (after DNS resolution, and for IP-literal hosts). `None` (the default) allows all; a
+    /// service taking `token_url` from API callers should pass the same policy as its webhook
+    /// delivery. A refused address is an [`AuthError::Permanent`](crate::AuthError).
+    pub address_policy: Option<AddressPolicy>,
+}
+
+impl fmt::Debug for BuiltinOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuiltinOptions")
+            .field("tls", &self.tls.as_ref().map(|_| "custom"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("address_policy", &self.address_policy.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl Default for BuiltinOptions {
@@ -36,6 +57,7 @@ impl Default for BuiltinOptions {
             tls: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            address_policy: None,
         }
     }
 }
@@ -44,6 +66,16 @@ impl BuiltinOptions {
     /// Uses `tls` for the OAuth2 token client (e.g. with an extra CA).
     pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Guards the token client's connections with `policy` (see
+    /// [`BuiltinOptions::address_policy`]).
+    pub fn with_address_policy(
+        mut self,
+        policy: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.address_policy = Some(Arc::new(policy));
         self
     }
 

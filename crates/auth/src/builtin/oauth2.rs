@@ -17,13 +17,18 @@
 //!   itself and the delivery's 24 h retry limit bounds the cost.
 //! - [`AuthStrategy::on_rejected`] with 401 drops the cached token; the next attempt fetches.
 //! - Time is tokio time, so tests drive expiry with paused time.
+//! - Connections are checked against [`BuiltinOptions::address_policy`] (an SSRF guard the
+//!   caller supplies) after DNS resolution; a refused address is [`AuthError::Permanent`].
 //!
-//! Does not own the webhook delivery's HTTP client or its SSRF guard: the token endpoint is
-//! operator-configured per webhook and contacted directly.
+//! Does not own the webhook delivery's HTTP client or its SSRF rules (auth depends on no
+//! sibling crate): the embedding service passes its policy in.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +39,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector};
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -42,7 +48,7 @@ use tokio::time::Instant;
 use url::{Host, Url};
 
 use super::simple::SecretHeader;
-use super::BuiltinOptions;
+use super::{AddressPolicy, BuiltinOptions};
 use crate::{
     AuthConfigError, AuthError, AuthStrategy, ConfigFields, OutgoingRequest, Secret,
     StrategyConfig, StrategyFactory,
@@ -110,9 +116,15 @@ impl StrategyFactory for OAuth2Factory {
         let form = serde_urlencoded::to_string(&form)
             .map_err(|_| fields.invalid("scope", "cannot be form-encoded"))?;
 
+        let literal_ip = match token_url.host() {
+            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
         Ok(Box::new(OAuth2Config {
             endpoint: Endpoint {
                 display_url: display_url(&token_url),
+                literal_ip,
                 token_uri,
                 client_id: client_id.to_owned(),
                 client_secret,
@@ -150,6 +162,8 @@ fn form_encode(value: &str) -> String {
 #[derive(Clone)]
 struct Endpoint {
     display_url: String,
+    /// The host when it is an IP literal (not resolved, so checked by the policy directly).
+    literal_ip: Option<IpAddr>,
     token_uri: Uri,
     client_id: String,
     client_secret: Secret,
@@ -189,7 +203,11 @@ impl StrategyConfig for OAuth2Config {
             .with_webpki_roots()
             .with_no_client_auth(),
         };
-        let mut http = HttpConnector::new();
+        let resolver = GuardedResolver {
+            inner: GaiResolver::new(),
+            policy: self.options.address_policy.clone(),
+        };
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.enforce_http(false);
         http.set_connect_timeout(Some(self.options.connect_timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -203,6 +221,7 @@ impl StrategyConfig for OAuth2Config {
             endpoint: self.endpoint.clone(),
             client,
             request_timeout: self.options.request_timeout,
+            policy: self.options.address_policy.clone(),
             cache: StdMutex::new(None),
             fetch: tokio::sync::Mutex::new(()),
         }))
@@ -217,8 +236,9 @@ struct CachedToken {
 
 struct OAuth2Strategy {
     endpoint: Endpoint,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
     request_timeout: Duration,
+    policy: Option<AddressPolicy>,
     cache: StdMutex<Option<CachedToken>>,
     /// Held across a fetch, so concurrent callers share one.
     fetch: tokio::sync::Mutex<()>,
@@ -284,7 +304,10 @@ impl OAuth2Strategy {
                 *self.lock_cache() = Some(token);
                 Ok(header)
             }
-            Err(message) => {
+            Err(FetchError { message, refused }) => {
+                if refused {
+                    return Err(AuthError::Permanent { strategy: NAME.to_owned(), message });
+                }
                 if let Some(header) = self.unexpired() {
                     tracing::warn!(strategy = NAME, %message, "token refresh failed; using the cached token until it expires");
                     return Ok(header);
@@ -294,8 +317,13 @@ impl OAuth2Strategy {
         }
     }
 
-    async fn fetch_token(&self) -> Result<CachedToken, String> {
+    async fn fetch_token(&self) -> Result<CachedToken, FetchError> {
         let url = &self.endpoint.display_url;
+        if let (Some(ip), Some(policy)) = (self.endpoint.literal_ip, &self.policy) {
+            if !policy(ip) {
+                return Err(FetchError::refused(url));
+            }
+        }
         let request = Request::builder()
             .method(Method::POST)
             .uri(self.endpoint.token_uri.clone())
@@ -306,10 +334,12 @@ impl OAuth2Strategy {
             .map_err(|_| format!("cannot build the token request to {url}"))?;
         let started = Instant::now();
         let exchange = async {
-            let response =
-                self.client.request(request).await.map_err(|e| {
-                    format!("token endpoint {url} unreachable: {}", error_chain(&e))
-                })?;
+            let response = self.client.request(request).await.map_err(|e| {
+                if is_refused(&e) {
+                    return FetchError::refused(url);
+                }
+                FetchError::from(format!("token endpoint {url} unreachable: {}", error_chain(&e)))
+            })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -318,14 +348,14 @@ impl OAuth2Strategy {
                     format!("token endpoint {url}: response body unreadable or over 64 KiB")
                 })?
                 .to_bytes();
-            Ok::<_, String>((status, body))
+            Ok::<_, FetchError>((status, body))
         };
         let (status, body) =
             tokio::time::timeout(self.request_timeout, exchange).await.map_err(|_| {
                 format!("token endpoint {url} timed out after {:?}", self.request_timeout)
             })??;
         if !status.is_success() {
-            return Err(rejection_message(url, status, &body));
+            return Err(rejection_message(url, status, &body).into());
         }
         let response: Value = serde_json::from_slice(&body)
             .map_err(|_| format!("token endpoint {url}: response is not JSON"))?;
@@ -336,7 +366,7 @@ impl OAuth2Strategy {
             .ok_or_else(|| format!("token endpoint {url}: response has no access_token"))?;
         match response.get("token_type").and_then(Value::as_str) {
             Some(kind) if !kind.eq_ignore_ascii_case("bearer") => {
-                return Err(format!("token endpoint {url}: token_type is not bearer"));
+                return Err(format!("token endpoint {url}: token_type is not bearer").into());
             }
             _ => {}
         }
@@ -349,6 +379,81 @@ impl OAuth2Strategy {
             header,
             refresh_at: started + (lifetime - margin),
             expires_at: started + lifetime,
+        })
+    }
+}
+
+/// Why a token fetch failed; `refused` when the address policy forbade the endpoint.
+struct FetchError {
+    message: String,
+    refused: bool,
+}
+
+impl FetchError {
+    fn refused(url: &str) -> Self {
+        Self {
+            message: format!("token endpoint {url}: address refused by the address policy"),
+            refused: true,
+        }
+    }
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> Self {
+        Self { message, refused: false }
+    }
+}
+
+/// The resolver error when the policy refuses every address of a name.
+#[derive(Debug, thiserror::Error)]
+#[error("every address is refused by the address policy")]
+struct AddressRefused;
+
+/// Whether `error` was caused by the address policy (found by type in the source chain).
+fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<AddressRefused>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// DNS resolution through getaddrinfo, keeping only the addresses the policy allows: the
+/// check happens on the addresses actually connected to.
+#[derive(Clone)]
+struct GuardedResolver {
+    inner: GaiResolver,
+    policy: Option<AddressPolicy>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.inner.call(name);
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = resolving.await?.collect();
+            let Some(policy) = policy else {
+                return Ok(addresses.into_iter());
+            };
+            let allowed: Vec<SocketAddr> =
+                addresses.into_iter().filter(|address| policy(address.ip())).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(AddressRefused) as BoxError);
+            }
+            Ok(allowed.into_iter())
         })
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hookstream_auth::{AuthError, AuthStrategy, Registry};
+use hookstream_auth::{AuthError, AuthStrategy, BuiltinOptions, Registry};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -329,4 +329,32 @@ async fn on_rejected_401_drops_the_cached_token() {
     strategy.on_rejected(401);
     assert_eq!(bearer(strategy.as_ref()).await.expect("fetched"), "Bearer tok-2");
     assert_eq!(server.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_address_policy_guards_resolved_and_literal_hosts() {
+    let server = TokenServer::start(TokenServer::replying(&[(200, token("tok-1", 3600))])).await;
+    let port = server.url.trim_start_matches("http://127.0.0.1:").split('/').next().expect("port");
+    let registry = Registry::with_builtin_options(
+        BuiltinOptions::default().with_address_policy(|ip| !ip.is_loopback()),
+    );
+    for url in [server.url.clone(), format!("http://localhost:{port}/oauth/token")] {
+        let strategy = registry
+            .build(&json!({"strategy": "oauth2_client_credentials", "token_url": url,
+                           "client_id": "c", "client_secret": CLIENT_SECRET}))
+            .expect("valid");
+        let error = bearer(strategy.as_ref()).await.expect_err("refused");
+        assert!(!error.is_retryable(), "{url}: a refused address is permanent");
+        assert!(error.to_string().ends_with("address refused by the address policy"), "{error}");
+    }
+    assert_eq!(server.hits(), 0);
+
+    // The same endpoint is reachable when the policy allows loopback.
+    let registry =
+        Registry::with_builtin_options(BuiltinOptions::default().with_address_policy(|_| true));
+    let strategy = registry
+        .build(&json!({"strategy": "oauth2_client_credentials", "token_url": server.url,
+                       "client_id": "c", "client_secret": CLIENT_SECRET}))
+        .expect("valid");
+    assert_eq!(bearer(strategy.as_ref()).await.expect("allowed"), "Bearer tok-1");
 }
