@@ -2,7 +2,6 @@
 //! headers and body of each request.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hookstream_delivery_http::{Mode, PairState, WebhookConfig};
@@ -173,5 +172,4 @@ async fn requests_carry_the_spec_headers_and_auth_on_every_attempt() {
     assert_eq!(event["execution_id"], s.key.execution_id.to_string());
     assert_eq!(event["sequence"], 1);
     assert_eq!(body.as_object().unwrap().len(), 1, "body is exactly {{\"events\": [...]}}");
-    let _ = Arc::clone(&auth);
 }

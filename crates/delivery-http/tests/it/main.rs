@@ -3,4 +3,5 @@
 
 mod batching;
 mod receiver;
+mod retries;
 mod support;
