@@ -32,6 +32,11 @@ mod secret;
 pub mod signature;
 pub mod strategy;
 
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use builtin::{AddressPolicy, BuiltinOptions};
 pub use error::{AuthConfigError, RegisterError};
 pub use registry::{AuthConfig, ConfigFields, Registry, StrategyConfig, StrategyFactory};
