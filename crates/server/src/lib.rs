@@ -3,7 +3,17 @@
 //!
 //! Module declarations are one per line (several engineers add theirs).
 
+pub mod api;
+mod builder;
+mod deliveries;
+pub mod error;
+mod lifecycle;
+pub mod metrics;
 pub mod runner;
+pub mod state;
 pub mod store;
 pub mod token;
 pub mod webhook;
+
+pub use builder::{BuildError, ServeError, Server, ServerBuilder};
+pub use lifecycle::{Recovery, RUNNER_DIED, SHUT_DOWN};

@@ -8,6 +8,13 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use hookstream_auth::{AuthConfigError, Registry};
+use hookstream_delivery_http::{
+    validate_static_headers, validate_target, BatchConfig, Mode, SsrfPolicy, TargetError,
+    WebhookConfig,
+};
+use hookstream_events_core::Filter;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
@@ -44,13 +51,70 @@ impl WebhookSpec {
         }
     }
 
-    /// The target with any user name and password removed, for API responses and logs.
+    /// The target without credentials, query or fragment (`scheme://host:port/path`), for
+    /// API responses and logs: secrets often hide in those parts.
     pub fn redacted_url(&self) -> String {
         let mut url = self.url.clone();
         // Only fails for URLs that cannot have credentials, which then have none.
         let _ = url.set_username("");
         let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
         url.to_string()
+    }
+
+    /// The delivery configuration of this spec: checks the target against `ssrf` (literal IPs
+    /// only), compiles the filter, checks the static headers and builds the authentication
+    /// strategy through `registry`. Kickoff runs it before storing anything; recovery runs it
+    /// again on stored specs.
+    pub fn delivery_config(
+        &self,
+        registry: &Registry,
+        ssrf: &SsrfPolicy,
+    ) -> Result<WebhookConfig, WebhookError> {
+        validate_target(&self.url, ssrf).map_err(|e| match e {
+            TargetError::Blocked(blocked) => WebhookError::blocked(
+                "url",
+                format!("{blocked}; allow-list its range (--allow-target-cidr) to deliver there"),
+            ),
+            other => WebhookError::invalid("url", other.to_string()),
+        })?;
+        let filter = Filter::new(&self.events)
+            .map_err(|e| WebhookError::invalid(format!("events[{}]", e.index()), e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let field = || format!("headers.{name}");
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| WebhookError::invalid(field(), "not a valid header name"))?;
+            let header_value = HeaderValue::from_str(value)
+                .map_err(|_| WebhookError::invalid(field(), "not a valid header value"))?;
+            headers.append(header_name, header_value);
+        }
+        validate_static_headers(&headers).map_err(|e| {
+            let field =
+                e.header_name().map_or_else(|| "headers".to_owned(), |n| format!("headers.{n}"));
+            WebhookError::invalid(field, e.to_string())
+        })?;
+        let auth = registry
+            .validate(self.authentication.expose())
+            .and_then(|config| config.build())
+            .map_err(WebhookError::auth)?;
+        let mode = if self.realtime {
+            Mode::Realtime
+        } else {
+            Mode::Batched(BatchConfig::new(
+                self.batch.max_events,
+                self.batch.max_wait,
+                self.batch.max_bytes,
+            ))
+        };
+        let config = WebhookConfig::new(self.url.clone(), auth)
+            .map_err(|e| WebhookError::invalid("url", e.to_string()))?
+            .with_filter(filter)
+            .with_mode(mode)
+            .with_headers(headers)
+            .map_err(|e| WebhookError::invalid("headers", e.to_string()))?;
+        Ok(config)
     }
 
     /// The spec as one JSON value for storage, **secrets included**: store it as a secret.
@@ -198,6 +262,57 @@ impl StoredAuth {
 impl fmt::Debug for StoredAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredAuth").field("strategy", &self.strategy()).finish_non_exhaustive()
+    }
+}
+
+/// Why a webhook spec cannot be delivered to; [`WebhookError::field`] names the field inside
+/// the webhook object (`url`, `events[2]`, `headers.connection`, `authentication.token`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// A field's value is not acceptable.
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// The URL is a literal IP address in a blocked range.
+    #[error("{message}")]
+    Blocked {
+        /// The field (`url`).
+        field: String,
+        /// Which address, which range.
+        message: String,
+    },
+    /// The `authentication` object is not valid (or its strategy cannot be built).
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+}
+
+impl WebhookError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), message: message.into() }
+    }
+
+    fn blocked(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Blocked { field: field.into(), message: message.into() }
+    }
+
+    fn auth(error: AuthConfigError) -> Self {
+        Self::Auth(error)
+    }
+
+    /// The field inside the webhook object the error is about.
+    pub fn field(&self) -> String {
+        match self {
+            Self::Invalid { field, .. } | Self::Blocked { field, .. } => field.clone(),
+            Self::Auth(e) => match e.field() {
+                Some(f) => format!("authentication.{f}"),
+                None => "authentication".to_owned(),
+            },
+        }
     }
 }
 

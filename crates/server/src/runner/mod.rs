@@ -80,3 +80,4 @@ pub trait Runner: Send + Sync + 'static {
 }
 
 pub mod demo;
+pub mod external;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use hookstream_delivery_http::{DeliveryStats, Ledger, MemoryLedger, PairKey};
 use hookstream_events_core::bus::{Backpressure, Bus, MemoryBus};
 use hookstream_events_core::Timestamp;
 use uuid::Uuid;
@@ -16,6 +17,7 @@ use super::{Completion, Execution, Finished, StateCounts, Store, StoreError};
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     bus: MemoryBus,
+    ledger: Arc<MemoryLedger>,
     executions: Arc<Mutex<HashMap<Uuid, Slot>>>,
 }
 
@@ -54,6 +56,14 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn bus(&self) -> Arc<dyn Bus> {
         Arc::new(self.bus.clone())
+    }
+
+    fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
+    }
+
+    async fn delivery_stats(&self, pair: PairKey) -> Result<Option<DeliveryStats>, StoreError> {
+        Ok(self.ledger.stats(&pair))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

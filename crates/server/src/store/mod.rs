@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hookstream_delivery_http::{DeliveryStats, Ledger, PairKey};
 use hookstream_events_core::bus::{Bus, BusError, PublishError};
 use hookstream_events_core::event::TERMINAL_EVENT_TYPE;
 use hookstream_events_core::{Data, Draft, EventType, Timestamp};
@@ -43,8 +44,12 @@ pub trait Store: Send + Sync + 'static {
     /// the store is (ingest answers 202 only after it returned).
     fn bus(&self) -> Arc<dyn Bus>;
 
-    // `fn ledger(&self) -> Arc<dyn Ledger>` (delivery-http's delivery ledger) joins this trait
-    // when delivery-http's `Ledger` lands.
+    /// The delivery ledger (batches, attempts, dead letters) of delivery-http.
+    fn ledger(&self) -> Arc<dyn Ledger>;
+
+    /// The delivery figures of one (execution, webhook) pair, as the ledger recorded them
+    /// (`None` when nothing was recorded yet): the deliveries view and the metrics.
+    async fn delivery_stats(&self, pair: PairKey) -> Result<Option<DeliveryStats>, StoreError>;
 
     /// Readiness: whether the store can serve requests now (`GET /readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
