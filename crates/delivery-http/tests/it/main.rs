@@ -4,4 +4,6 @@
 mod batching;
 mod receiver;
 mod retries;
+mod ssrf;
 mod support;
+mod tls;
