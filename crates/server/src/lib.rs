@@ -14,6 +14,8 @@ pub mod state;
 pub mod store;
 pub mod token;
 pub mod webhook;
+pub mod cli;
+pub mod config;
 
 pub use builder::{BuildError, ServeError, Server, ServerBuilder};
 pub use lifecycle::{Recovery, RUNNER_DIED, SHUT_DOWN};

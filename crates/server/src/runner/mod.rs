@@ -80,4 +80,5 @@ pub trait Runner: Send + Sync + 'static {
 }
 
 pub mod demo;
+pub mod command;
 pub mod external;
