@@ -2,6 +2,7 @@
 //! paused tokio time for every timing rule, MemoryBus and MemoryLedger.
 
 mod batching;
+mod props;
 mod receiver;
 mod retries;
 mod ssrf;
