@@ -205,9 +205,10 @@ impl Bus for MemoryBus {
     ) -> Result<Published, PublishError> {
         let exec = self.execution(execution_id);
         loop {
+            // Registered only when waiting, under the execution's lock: an acknowledgement
+            // after the check sees `waiting` and wakes it.
             let room = exec.room.notified();
             tokio::pin!(room);
-            room.as_mut().enable();
             {
                 let mut st = lock(&exec.state);
                 match st.plan(&drafts) {
@@ -221,7 +222,10 @@ impl Bus for MemoryBus {
                     Plan::Full if policy == Backpressure::Fail => {
                         return Err(PublishError::Full { execution_id, drafts });
                     }
-                    Plan::Full => st.waiting += 1,
+                    Plan::Full => {
+                        st.waiting += 1;
+                        room.as_mut().enable();
+                    }
                     Plan::Store { new, duplicates, terminal } => {
                         st.log.reserve(new as usize);
                         st.ids.reserve(new as usize);
@@ -341,9 +345,10 @@ impl Subscription for MemorySubscription {
             if let Some(at) = self.not_before.take() {
                 tokio::time::sleep_until(at).await;
             }
+            // Registered only when there is nothing to take, under the execution's lock: a
+            // publish after the check wakes it.
             let published = self.exec.published.notified();
             tokio::pin!(published);
-            published.as_mut().enable();
             {
                 let st = lock(&self.exec.state);
                 let last = st.last();
@@ -363,6 +368,7 @@ impl Subscription for MemorySubscription {
                 if st.ended {
                     return None;
                 }
+                published.as_mut().enable();
             }
             published.await;
         }
