@@ -38,6 +38,11 @@ mod service;
 mod ssrf;
 mod telemetry;
 
+/// The README's example, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use client::ClientError;
 pub use config::{
     validate_static_headers, BatchConfig, ConfigError, DispatcherConfig, HeaderRefusal, Mode,

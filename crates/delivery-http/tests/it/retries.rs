@@ -115,7 +115,7 @@ async fn redirects_and_other_4xx_dead_letter_at_once_and_later_batches_flow() {
 
 #[tokio::test(start_paused = true)]
 async fn dead_letters_after_the_maximum_age() {
-    let rx = Receiver::start(std::iter::repeat(Reply::status(503)).take(100)).await;
+    let rx = Receiver::start(std::iter::repeat_n(Reply::status(503), 100)).await;
     let mut config = dispatcher_config();
     config.retry.max_age = Duration::from_secs(10);
     let s = Setup::with_config(config);
