@@ -19,6 +19,7 @@
 //! ended and its deliveries are done; nothing is forgotten implicitly.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -117,11 +118,21 @@ struct Execution {
     published: Notify,
     /// Woken on acknowledgements while a publisher waits for room.
     room: Notify,
+    /// Publishers waiting for room. With the acknowledged positions being atomics, an
+    /// acknowledgement takes no lock: it stores its position, then wakes `room` when this is
+    /// non-zero; a publisher counts itself here, then checks the positions again (both
+    /// sequentially consistent, so one of the two sees the other).
+    waiting: AtomicUsize,
 }
 
 impl Execution {
     fn new() -> Self {
-        Self { state: Mutex::new(State::default()), published: Notify::new(), room: Notify::new() }
+        Self {
+            state: Mutex::new(State::default()),
+            published: Notify::new(),
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -132,12 +143,11 @@ struct State {
     ids: HashSet<Uuid>,
     ended: bool,
     durables: HashMap<String, Durable>,
-    /// Publishers waiting for room.
-    waiting: usize,
 }
 
 struct Durable {
-    acked: u64,
+    /// The acknowledged position, shared with the open subscription.
+    acked: Arc<AtomicU64>,
     /// Highest sequence ever handed out (across opens): what is redelivered.
     handed: u64,
     open: bool,
@@ -185,7 +195,7 @@ impl State {
         }
         let last = self.last();
         let full = self.durables.values().any(|d| {
-            let pending = last - d.acked.min(last);
+            let pending = last - d.acked.load(SeqCst).min(last);
             pending > 0 && pending + new > d.capacity
         });
         if full {
@@ -205,13 +215,21 @@ impl Bus for MemoryBus {
     ) -> Result<Published, PublishError> {
         let exec = self.execution(execution_id);
         loop {
-            // Registered only when waiting, under the execution's lock: an acknowledgement
-            // after the check sees `waiting` and wakes it.
+            // Registered only when full: see `Execution::waiting`.
             let room = exec.room.notified();
             tokio::pin!(room);
             {
                 let mut st = lock(&exec.state);
-                match st.plan(&drafts) {
+                let mut plan = st.plan(&drafts);
+                if matches!(plan, Plan::Full) && policy == Backpressure::Wait {
+                    exec.waiting.fetch_add(1, SeqCst);
+                    room.as_mut().enable();
+                    plan = st.plan(&drafts);
+                    if !matches!(plan, Plan::Full) {
+                        exec.waiting.fetch_sub(1, SeqCst);
+                    }
+                }
+                match plan {
                     Plan::Duplicates(duplicates) => {
                         return Ok(Published::new(0, duplicates, st.last()));
                     }
@@ -222,10 +240,7 @@ impl Bus for MemoryBus {
                     Plan::Full if policy == Backpressure::Fail => {
                         return Err(PublishError::Full { execution_id, drafts });
                     }
-                    Plan::Full => {
-                        st.waiting += 1;
-                        room.as_mut().enable();
-                    }
+                    Plan::Full => {}
                     Plan::Store { new, duplicates, terminal } => {
                         st.log.reserve(new as usize);
                         st.ids.reserve(new as usize);
@@ -244,7 +259,7 @@ impl Bus for MemoryBus {
                 }
             }
             room.await;
-            lock(&exec.state).waiting -= 1;
+            exec.waiting.fetch_sub(1, SeqCst);
         }
     }
 
@@ -259,7 +274,7 @@ impl Bus for MemoryBus {
             match options.kind {
                 SubscriptionKind::Durable { name } => {
                     let durable = st.durables.entry(name.clone()).or_insert(Durable {
-                        acked: 0,
+                        acked: Arc::new(AtomicU64::new(0)),
                         handed: 0,
                         open: false,
                         capacity,
@@ -269,11 +284,16 @@ impl Bus for MemoryBus {
                     }
                     durable.open = true;
                     durable.capacity = capacity;
+                    let acked = durable.acked.load(SeqCst);
                     MemorySubscription {
-                        cursor: durable.acked,
+                        cursor: acked,
                         redeliver_upto: durable.handed,
-                        handed: durable.acked,
-                        durable: Some(DurableSide { name, acked: durable.acked }),
+                        handed: acked,
+                        durable: Some(DurableSide {
+                            name,
+                            acked,
+                            shared: Arc::clone(&durable.acked),
+                        }),
                         buf: VecDeque::new(),
                         not_before: None,
                         capacity,
@@ -315,6 +335,7 @@ impl Bus for MemoryBus {
 struct DurableSide {
     name: String,
     acked: u64,
+    shared: Arc<AtomicU64>,
 }
 
 /// A subscription of [`MemoryBus`].
@@ -383,13 +404,8 @@ impl Subscription for MemorySubscription {
             return Ok(());
         }
         durable.acked = sequence;
-        let mut st = lock(&self.exec.state);
-        if let Some(shared) = st.durables.get_mut(&durable.name) {
-            shared.acked = shared.acked.max(sequence);
-        }
-        let wake = st.waiting > 0;
-        drop(st);
-        if wake {
+        durable.shared.fetch_max(sequence, SeqCst);
+        if self.exec.waiting.load(SeqCst) > 0 {
             self.exec.room.notify_waiters();
         }
         Ok(())
