@@ -15,3 +15,8 @@ pub mod testing;
 pub use bus::{Bus, MemoryBus, Subscription};
 pub use event::{Data, Draft, Event, EventType, Timestamp};
 pub use filter::Filter;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
