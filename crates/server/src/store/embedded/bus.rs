@@ -202,6 +202,15 @@ impl Exec {
     }
 }
 
+/// Extra work done in the same step as a publish, inside its savepoint (the store's
+/// `finish_execution`: the terminal event and the final state commit together).
+pub(super) trait PublishHook: Send + Sync + 'static {
+    /// Runs first; `false` refuses the publish as [`PublishError::Ended`].
+    fn check(&self, conn: &Connection) -> Result<bool, EmbeddedError>;
+    /// Runs after the events were inserted, before the commit.
+    fn stored(&self, conn: &Connection, last_sequence: u64) -> Result<(), EmbeddedError>;
+}
+
 /// What a publish did in the writer.
 enum Planned {
     Stored { exec: Arc<Exec>, seqs: Vec<Option<u64>>, tail: Tail, published: Published },
@@ -231,9 +240,15 @@ fn plan_publish(
     drafts: &[Draft],
     data: &[String],
     policy: Backpressure,
+    hook: Option<&dyn PublishHook>,
 ) -> Result<Planned, EmbeddedError> {
     if drafts.iter().rev().skip(1).any(|d| d.event_type.is_terminal()) {
         return Ok(Planned::TerminalNotLast);
+    }
+    if let Some(hook) = hook {
+        if !hook.check(ctx.conn)? {
+            return Ok(Planned::Ended);
+        }
     }
     let exec = ctx.registry.load(ctx.conn, execution_id)?;
     let tail = ctx.overlay.get(&execution_id).copied().unwrap_or_else(|| exec.tail());
@@ -297,18 +312,22 @@ fn plan_publish(
                  ended_at = coalesce(streams.ended_at, excluded.ended_at)",
         )?
         .execute(rusqlite::params![key, last as i64, ended_at])?;
+    if let Some(hook) = hook {
+        hook.stored(ctx.conn, last)?;
+    }
     let tail = Tail { last, ended: terminal };
     ctx.overlay.insert(execution_id, tail);
     Ok(Planned::Stored { exec, seqs, tail, published: Published::new(new, duplicates, last) })
 }
 
-#[async_trait]
-impl Bus for EmbeddedBus {
-    async fn publish(
+impl EmbeddedBus {
+    /// Publishes with `hook` run in the same step (see [`PublishHook`]).
+    pub(super) async fn publish_hooked(
         &self,
         execution_id: Uuid,
         drafts: Vec<Draft>,
         policy: Backpressure,
+        hook: Option<Arc<dyn PublishHook>>,
     ) -> Result<Published, PublishError> {
         // Serialized here, on the caller's task, to keep the writer thread lean.
         let data: Result<Vec<String>, _> =
@@ -321,9 +340,12 @@ impl Bus for EmbeddedBus {
         loop {
             let (tx, rx) = oneshot::channel();
             let registry = Arc::clone(&self.inner.registry);
+            let hook = hook.clone();
             self.inner.submit(Box::new(move |ctx: Option<&mut Ctx<'_>>| {
                 let planned = match ctx {
-                    Some(ctx) => plan_publish(ctx, execution_id, &drafts, &data, policy),
+                    Some(ctx) => {
+                        plan_publish(ctx, execution_id, &drafts, &data, policy, hook.as_deref())
+                    }
                     None => Err(EmbeddedError::Closed),
                 };
                 let keep = matches!(planned, Ok(Planned::Stored { .. }));
@@ -403,6 +425,18 @@ impl Bus for EmbeddedBus {
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl Bus for EmbeddedBus {
+    async fn publish(
+        &self,
+        execution_id: Uuid,
+        drafts: Vec<Draft>,
+        policy: Backpressure,
+    ) -> Result<Published, PublishError> {
+        self.publish_hooked(execution_id, drafts, policy, None).await
     }
 
     async fn subscribe(
@@ -788,7 +822,7 @@ mod conformance {
 
     pub(super) fn open(dir: Arc<tempfile::TempDir>) -> TempBus {
         let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).expect("open the store");
-        TempBus { bus: store.bus(), _dir: dir }
+        TempBus { bus: store.embedded_bus(), _dir: dir }
     }
 
     pub(super) fn temp_dir() -> Arc<tempfile::TempDir> {

@@ -40,8 +40,10 @@ use base64::Engine as _;
 
 mod bus;
 mod error;
+mod ledger;
 mod schema;
 mod secret;
+mod store;
 mod writer;
 
 pub use bus::EmbeddedBus;
@@ -116,7 +118,7 @@ impl EmbeddedConfig {
 /// let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path()))?;
 /// let execution = uuid::Uuid::new_v4();
 /// let draft = Draft::new(EventType::new("task_started")?, Default::default());
-/// let published = store.bus().publish(execution, vec![draft], Backpressure::Wait).await?;
+/// let published = store.embedded_bus().publish(execution, vec![draft], Backpressure::Wait).await?;
 /// assert_eq!(published.last_sequence, 1);
 /// # Ok(()) }
 /// ```
@@ -127,7 +129,11 @@ pub struct EmbeddedStore {
 
 impl fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmbeddedStore").field("path", &self.inner.path).finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .field("durability", &self.inner.durability)
+            .field("retention", &self.inner.retention)
+            .finish_non_exhaustive()
     }
 }
 
@@ -156,8 +162,9 @@ impl EmbeddedStore {
         Ok(Self { inner: Arc::new(inner) })
     }
 
-    /// The event bus over this store.
-    pub fn bus(&self) -> EmbeddedBus {
+    /// The event bus over this store, as its concrete type (the [`Store`](crate::store::Store)
+    /// trait's `bus()` hands out the same as `Arc<dyn Bus>`).
+    pub fn embedded_bus(&self) -> EmbeddedBus {
         EmbeddedBus::new(Arc::clone(&self.inner))
     }
 

@@ -56,6 +56,94 @@ CREATE TABLE subscriptions (
     capacity     INTEGER NOT NULL,
     PRIMARY KEY (execution_id, name)
 ) WITHOUT ROWID;
+
+-- Execution records. JSON columns hold JSON text; times are Unix milliseconds.
+CREATE TABLE executions (
+    id                BLOB PRIMARY KEY,
+    runner            TEXT NOT NULL,
+    external          INTEGER NOT NULL,
+    inputs            TEXT NOT NULL,
+    meta              TEXT NOT NULL,
+    ingest_token_hash BLOB NOT NULL,
+    state             TEXT NOT NULL,
+    result            TEXT NOT NULL,
+    error             TEXT,
+    execution_time    REAL,
+    created_at        INTEGER NOT NULL,
+    started_at        INTEGER,
+    finished_at       INTEGER,
+    undelivered       INTEGER NOT NULL
+);
+CREATE INDEX executions_unfinished ON executions (id)
+    WHERE state IN ('PENDING', 'RUNNING') OR undelivered > 0;
+
+-- Webhooks: spec is the spec's JSON, sealed when a secret key is set (it holds credentials).
+CREATE TABLE webhooks (
+    execution_id BLOB NOT NULL,
+    idx          INTEGER NOT NULL,
+    spec         BLOB NOT NULL,
+    delivered    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (execution_id, idx)
+) WITHOUT ROWID;
+
+-- The delivery ledger: batches in flight (formed, not yet delivered, split or dead-lettered).
+CREATE TABLE batches (
+    id              INTEGER PRIMARY KEY,
+    execution_id    BLOB NOT NULL,
+    webhook         INTEGER NOT NULL,
+    batch_id        TEXT NOT NULL,
+    first_sequence  INTEGER NOT NULL,
+    last_sequence   INTEGER NOT NULL,
+    event_count     INTEGER NOT NULL,
+    formed_at       INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER
+);
+CREATE UNIQUE INDEX batches_pair ON batches (execution_id, webhook, batch_id);
+
+-- Each pair's figures for the deliveries view.
+CREATE TABLE pair_stats (
+    execution_id         BLOB NOT NULL,
+    webhook              INTEGER NOT NULL,
+    state                TEXT NOT NULL DEFAULT 'active',
+    delivered_events     INTEGER NOT NULL DEFAULT 0,
+    pending_events       INTEGER NOT NULL DEFAULT 0,
+    dead_lettered_events INTEGER NOT NULL DEFAULT 0,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    last_status          INTEGER,
+    last_error           TEXT,
+    PRIMARY KEY (execution_id, webhook)
+) WITHOUT ROWID;
+
+-- The newest attempts of each pair (bounded).
+CREATE TABLE attempts (
+    id              INTEGER PRIMARY KEY,
+    execution_id    BLOB NOT NULL,
+    webhook         INTEGER NOT NULL,
+    batch_id        TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    started_at      INTEGER NOT NULL,
+    status          INTEGER,
+    error           TEXT,
+    latency_ms      INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    response_body   BLOB NOT NULL
+);
+CREATE INDEX attempts_pair ON attempts (execution_id, webhook, id);
+
+-- Dead letters, kept after a redrive (flagged) for the record.
+CREATE TABLE dead_letters (
+    id           INTEGER PRIMARY KEY,
+    execution_id BLOB NOT NULL,
+    webhook      INTEGER NOT NULL,
+    batch_id     TEXT NOT NULL,
+    sequences    TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    redriven     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX dead_letters_pair ON dead_letters (execution_id, webhook, id);
 ";
 
 /// The first 16 bytes of every SQLite database file.

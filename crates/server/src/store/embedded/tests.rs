@@ -156,7 +156,7 @@ async fn retention_prunes_only_ended_executions_past_it() {
     let dir = dir();
     let config = EmbeddedConfig { retention: Duration::ZERO, ..EmbeddedConfig::new(dir.path()) };
     let store = EmbeddedStore::open(config).expect("open");
-    let bus = store.bus();
+    let bus = store.embedded_bus();
     let (ended, running) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let many: Vec<_> = (0..2500).map(|n| draft("e", n)).collect();
     bus.publish(ended, many, Backpressure::Fail).await.unwrap();
@@ -176,10 +176,212 @@ async fn retention_prunes_only_ended_executions_past_it() {
 async fn retention_keeps_recently_ended_executions() {
     let dir = dir();
     let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).expect("open");
-    let bus = store.bus();
+    let bus = store.embedded_bus();
     let ended = uuid::Uuid::new_v4();
     bus.publish(ended, vec![draft("e", 1), terminal()], Backpressure::Fail).await.unwrap();
     assert_eq!(store.prune_expired().await.unwrap(), 0);
     assert_eq!(bus.read(ended, 0, 10).await.unwrap().len(), 2);
     store.ping().await.expect("ping");
+}
+
+mod store {
+    //! The server's `Store` contract on the embedded store, across re-opens.
+
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use hookstream_delivery_http::{
+        BatchId, BatchRecord, DeadLetter, DeadLetterReason, PairKey, PairState,
+    };
+    use hookstream_events_core::Timestamp;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::super::{EmbeddedConfig, EmbeddedStore, SecretKey};
+    use crate::store::{Completion, Execution, ExecutionState, FinalState, Store};
+    use crate::token::IngestToken;
+    use crate::webhook::{StoredAuth, WebhookSpec};
+
+    fn spec(token: &str) -> WebhookSpec {
+        let mut spec = WebhookSpec::new(url::Url::parse("https://receiver.test/hook").unwrap());
+        spec.authentication = StoredAuth::new(json!({"strategy": "bearer", "token": token}));
+        spec
+    }
+
+    fn execution(external: bool) -> Execution {
+        let runner = if external { "external" } else { "demo" };
+        Execution::new(Uuid::new_v4(), runner, external, IngestToken::generate().hash())
+            .with_meta(json!({"requested_by": "ops"}))
+            .with_webhooks(vec![spec("first-secret-token"), spec("second-secret-token")])
+    }
+
+    #[tokio::test]
+    async fn executions_survive_a_reopen_and_finish_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = execution(false);
+        let id = exec.id;
+        {
+            let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+            store.create_execution(exec.clone()).await.unwrap();
+            assert!(store.create_execution(exec.clone()).await.unwrap_err().is_conflict());
+            assert!(store.mark_running(id, Timestamp::now()).await.unwrap());
+            assert!(!store.mark_running(id, Timestamp::now()).await.unwrap());
+            assert!(store
+                .mark_running(Uuid::new_v4(), Timestamp::now())
+                .await
+                .unwrap_err()
+                .is_not_found());
+        }
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let back = store.execution(id).await.unwrap();
+        assert_eq!(back.state, ExecutionState::Running);
+        assert_eq!(back.meta, json!({"requested_by": "ops"}));
+        assert_eq!(back.webhooks, exec.webhooks);
+        assert_eq!(back.ingest_token, exec.ingest_token);
+        assert_eq!(back.created_at, exec.created_at);
+        let unfinished = store.unfinished_executions().await.unwrap();
+        assert_eq!(unfinished.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+
+        let failed = Completion::new(
+            FinalState::Failed,
+            serde_json::Value::Null,
+            Some("the runner died with the server".into()),
+            2.5,
+        );
+        let finished = store.finish_execution(id, failed.clone()).await.unwrap();
+        assert_eq!(finished.last_sequence, 1);
+        assert!(store.finish_execution(id, failed).await.unwrap_err().is_conflict());
+        let events = store.bus().read(id, 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data["state"], "FAILED");
+        assert_eq!(events[0].data["error"], "the runner died with the server");
+        assert_eq!(events[0].data["meta"]["requested_by"], "ops");
+        drop(store);
+
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let back = store.execution(id).await.unwrap();
+        assert_eq!(back.state, ExecutionState::Failed);
+        assert_eq!(back.execution_time, Some(2.5));
+        assert_eq!(back.error.as_deref(), Some("the runner died with the server"));
+        assert_eq!(store.state_counts().await.unwrap().failed, 1);
+        // Ended, but its webhooks are not delivered: still unfinished until marked.
+        assert_eq!(store.unfinished_executions().await.unwrap().len(), 1);
+        store.mark_delivery_finished(id, 0).await.unwrap();
+        store.mark_delivery_finished(id, 0).await.unwrap();
+        assert_eq!(store.unfinished_executions().await.unwrap().len(), 1);
+        store.mark_delivery_finished(id, 1).await.unwrap();
+        assert!(store.unfinished_executions().await.unwrap().is_empty());
+        assert!(store.execution(Uuid::new_v4()).await.unwrap_err().is_not_found());
+    }
+
+    #[tokio::test]
+    async fn external_executions_keep_accepting_events_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = execution(true);
+        let id = exec.id;
+        let draft = |n| hookstream_events_core::testing::draft("e", n);
+        {
+            let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+            store.create_execution(exec).await.unwrap();
+            store.bus().publish(id, vec![draft(1)], Default::default()).await.unwrap();
+        }
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let unfinished = store.unfinished_executions().await.unwrap();
+        assert!(unfinished[0].external);
+        let p = store.bus().publish(id, vec![draft(2)], Default::default()).await.unwrap();
+        assert_eq!(p.last_sequence, 2);
+    }
+
+    #[tokio::test]
+    async fn webhook_secrets_are_sealed_on_disk_with_a_key() {
+        for key in [None, Some(SecretKey::from_bytes([7; 32]))] {
+            let dir = tempfile::tempdir().unwrap();
+            let sealed = key.is_some();
+            let config = EmbeddedConfig { secret_key: key, ..EmbeddedConfig::new(dir.path()) };
+            let store = EmbeddedStore::open(config.clone()).unwrap();
+            let exec = execution(false);
+            store.create_execution(exec.clone()).await.unwrap();
+            drop(store);
+            let mut raw = Vec::new();
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                raw.extend(std::fs::read(entry.unwrap().path()).unwrap());
+            }
+            let visible = raw.windows(18).any(|w| w == b"first-secret-token");
+            assert_eq!(visible, !sealed, "sealed: {sealed}");
+            let store = EmbeddedStore::open(config).unwrap();
+            assert_eq!(store.execution(exec.id).await.unwrap().webhooks, exec.webhooks);
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    #[tokio::test]
+    async fn batches_in_flight_survive_a_reopen_with_their_id_and_schedule() {
+        // The attempts themselves are recorded by delivery (`attempt_finished`); the
+        // end-to-end test of the same over a dispatcher is in the workspace tests (store.rs).
+        let dir = tempfile::tempdir().unwrap();
+        let pair = PairKey::new(Uuid::new_v4(), 0);
+        let next = at(60) + Duration::from_millis(250);
+        let batch = BatchRecord::new(pair, BatchId::generate(), 3, 7, 5, at(0), 2, Some(next));
+        {
+            let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+            let ledger = store.ledger();
+            ledger.batch_formed(&batch).await.unwrap();
+        }
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let ledger = store.ledger();
+        let resumed = ledger.in_flight(&pair).await.unwrap().expect("the batch is in flight");
+        assert_eq!(resumed.batch_id, batch.batch_id, "the same webhook-id");
+        assert_eq!((resumed.first_sequence, resumed.last_sequence), (3, 7));
+        assert_eq!(resumed.event_count, 5);
+        assert_eq!(resumed.attempts, 2);
+        assert_eq!(resumed.next_attempt_at, Some(next));
+        assert_eq!(resumed.formed_at, at(0));
+        let stats = store.delivery_stats(pair).await.unwrap().unwrap();
+        assert_eq!(stats.pending_events, 5);
+
+        ledger.batch_delivered(&pair, &batch.batch_id, at(61)).await.unwrap();
+        assert!(ledger.in_flight(&pair).await.unwrap().is_none());
+        let stats = store.delivery_stats(pair).await.unwrap().unwrap();
+        assert_eq!((stats.delivered_events, stats.pending_events), (5, 0));
+    }
+
+    #[tokio::test]
+    async fn dead_letters_keep_their_reason_and_leave_on_redrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let ledger = store.ledger();
+        let pair = PairKey::new(Uuid::new_v4(), 1);
+        assert!(store.delivery_stats(pair).await.unwrap().is_none());
+        let a = BatchRecord::new(pair, BatchId::generate(), 1, 2, 2, at(0), 0, None);
+        let b = BatchRecord::new(pair, BatchId::generate(), 3, 3, 1, at(1), 0, None);
+        ledger.batch_formed(&a).await.unwrap();
+        ledger.batch_formed(&b).await.unwrap();
+        assert_eq!(ledger.in_flight(&pair).await.unwrap().unwrap().batch_id, a.batch_id);
+        let reasons = [
+            DeadLetterReason::Status { status: 404 },
+            DeadLetterReason::Expired { attempts: 30, last: "503".into() },
+        ];
+        for (batch, reason) in [&a, &b].into_iter().zip(reasons.clone()) {
+            let sequences = (batch.first_sequence..=batch.last_sequence).collect();
+            let letter = DeadLetter::new(pair, batch.batch_id.clone(), sequences, reason, 1, at(5));
+            ledger.dead_lettered(&letter).await.unwrap();
+        }
+        ledger.webhook_gone(&pair).await.unwrap();
+        drop(ledger);
+        drop(store);
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let stats = store.delivery_stats(pair).await.unwrap().unwrap();
+        assert_eq!(stats.state, PairState::Gone);
+        assert_eq!((stats.dead_lettered_events, stats.pending_events), (3, 0));
+        let got: Vec<_> = stats.dead_letters.iter().map(|d| d.reason.clone()).collect();
+        assert_eq!(got, reasons.to_vec());
+        assert_eq!(stats.dead_letters[0].sequences, vec![1, 2]);
+        assert_eq!(stats.last_error.as_deref(), Some(reasons[1].to_string().as_str()));
+        store.ledger().redriven(&pair, &a.batch_id, &BatchId::generate()).await.unwrap();
+        let stats = store.delivery_stats(pair).await.unwrap().unwrap();
+        assert_eq!(stats.dead_letters.len(), 1);
+        assert!(store.ledger().in_flight(&pair).await.unwrap().is_none());
+    }
 }

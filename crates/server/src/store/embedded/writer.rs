@@ -323,6 +323,11 @@ pub(super) fn prune_chunk(ctx: &mut Ctx<'_>, retention: Duration) -> Result<u64,
     if (deleted as i64) < PRUNE_CHUNK {
         conn.prepare_cached("UPDATE streams SET pruned = 1 WHERE execution_id = ?1")?
             .execute([&execution])?;
+        // What only made sense with the events: positions and the attempt log.
+        conn.prepare_cached("DELETE FROM subscriptions WHERE execution_id = ?1")?
+            .execute([&execution])?;
+        conn.prepare_cached("DELETE FROM attempts WHERE execution_id = ?1")?
+            .execute([&execution])?;
         return Ok(deleted as u64 + 1);
     }
     Ok(deleted as u64)
