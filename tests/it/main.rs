@@ -8,5 +8,6 @@ mod api_custom_auth;
 mod api_errors;
 mod api_external;
 mod api_kickoff;
+mod api_lifecycle;
 mod api_openapi;
 mod api_stream;

@@ -176,10 +176,7 @@ impl MeteredLedger {
     }
 
     fn take(&self, pair: &PairKey, batch: &BatchId) -> Option<usize> {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(pair.clone(), batch.clone()))
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&(*pair, batch.clone()))
     }
 }
 
@@ -189,7 +186,7 @@ impl Ledger for MeteredLedger {
         self.open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((batch.pair.clone(), batch.batch_id.clone()), batch.event_count);
+            .insert((batch.pair, batch.batch_id.clone()), batch.event_count);
         self.inner.batch_formed(batch).await
     }
 
