@@ -19,3 +19,5 @@ pub mod config;
 
 pub use builder::{BuildError, ServeError, Server, ServerBuilder};
 pub use lifecycle::{Recovery, RUNNER_DIED, SHUT_DOWN};
+pub mod demo;
+pub mod listen;

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod api_token;
 pub mod logging;
-// pub mod serve;
+pub mod serve;
 pub mod shutdown;
 
 /// Exit code of a usage or configuration error (bad flag, bad value, unknown config key).
