@@ -558,6 +558,22 @@ mod tests {
     }
 
     #[test]
+    fn every_event_fits_the_catalogue() {
+        let inputs: Data = serde_json::from_value(json!({"topic": "webhooks"})).unwrap_or_default();
+        let script = script("webhooks", &inputs).expect("script");
+        for draft in &script.drafts {
+            let name = draft.event_type.as_str();
+            assert!(
+                hookstream_events_core::catalog::event(name).is_some(),
+                "{name} is not a catalogue type"
+            );
+            if let Err(error) = hookstream_events_core::catalog::validate(name, &draft.data) {
+                panic!("{error}");
+            }
+        }
+    }
+
+    #[test]
     fn emission_sequences_count_up_and_ids_are_unique() {
         let script = script("x", &Data::new()).expect("script");
         let mut ids = std::collections::HashSet::new();
