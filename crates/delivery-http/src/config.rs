@@ -189,7 +189,7 @@ pub struct DispatcherConfig {
     pub attempt_timeout: Duration,
     /// Response body bytes read and kept for the attempt log at most (default 64 KiB).
     pub max_response_bytes: usize,
-    /// Idle pooled connections kept per host at most (default 32).
+    /// Idle pooled connections kept per host at most (default 256).
     pub max_idle_per_host: usize,
     /// Backoff, `Retry-After` cap and maximum age of a batch.
     pub retry: RetryPolicy,
@@ -208,7 +208,7 @@ impl Default for DispatcherConfig {
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(30),
             max_response_bytes: 64 * 1024,
-            max_idle_per_host: 32,
+            max_idle_per_host: 256,
             retry: RetryPolicy::default(),
             ssrf: SsrfPolicy::default(),
             extra_ca_pem: None,
