@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub public_url: Option<Url>,
     /// How long shutdown waits for in-flight work before it gives up.
     pub shutdown_grace: Duration,
+    /// The key that seals webhook credentials at rest in the embedded store.
+    #[cfg(feature = "embedded")]
+    pub secret_key: Option<crate::store::embedded::SecretKey>,
 }
 
 /// Which store the server uses (`--store`).
@@ -199,10 +202,11 @@ enum Key {
     ExtraCa,
     PublicUrl,
     ShutdownGrace,
+    SecretKey,
 }
 
 impl Key {
-    const ALL: [Key; 15] = [
+    const ALL: [Key; 16] = [
         Key::Listen,
         Key::DataDir,
         Key::Store,
@@ -218,6 +222,7 @@ impl Key {
         Key::ExtraCa,
         Key::PublicUrl,
         Key::ShutdownGrace,
+        Key::SecretKey,
     ];
 
     /// The key in the TOML file.
@@ -238,6 +243,7 @@ impl Key {
             Key::ExtraCa => "extra_ca",
             Key::PublicUrl => "public_url",
             Key::ShutdownGrace => "shutdown_grace",
+            Key::SecretKey => "secret_key",
         }
     }
 
@@ -259,6 +265,7 @@ impl Key {
             Key::ExtraCa => "--extra-ca",
             Key::PublicUrl => "--public-url",
             Key::ShutdownGrace => "--shutdown-grace",
+            Key::SecretKey => "--secret-key",
         }
     }
 
@@ -280,11 +287,12 @@ impl Key {
             Key::ExtraCa => "HOOKSTREAM_EXTRA_CA",
             Key::PublicUrl => "HOOKSTREAM_PUBLIC_URL",
             Key::ShutdownGrace => "HOOKSTREAM_SHUTDOWN_GRACE",
+            Key::SecretKey => "HOOKSTREAM_SECRET_KEY",
         }
     }
 
     fn is_secret(self) -> bool {
-        self == Key::ApiToken
+        matches!(self, Key::ApiToken | Key::SecretKey)
     }
 
     fn from_file_key(name: &str) -> Option<Key> {
@@ -556,6 +564,22 @@ pub fn resolve(
         None => defaults::SHUTDOWN_GRACE,
     };
 
+    #[cfg(feature = "embedded")]
+    let secret_key = match layers.get(Key::SecretKey) {
+        Some(raw) => Some(
+            crate::store::embedded::SecretKey::from_base64(raw.text()?)
+                .map_err(|e| raw.invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
+    #[cfg(not(feature = "embedded"))]
+    if let Some(raw) = layers.get(Key::SecretKey) {
+        return Err(ConfigError::Unsupported(format!(
+            "{} only applies to the embedded store, which is not in this build",
+            raw.name()
+        )));
+    }
+
     let command = layers.get(Key::Command);
     let runner_name = match layers.get(Key::Runner) {
         Some(raw) => match raw.text()? {
@@ -652,6 +676,8 @@ pub fn resolve(
         extra_ca,
         public_url,
         shutdown_grace,
+        #[cfg(feature = "embedded")]
+        secret_key,
     })
 }
 
@@ -710,6 +736,7 @@ impl<'a> Layers<'a> {
             Key::ExtraCa => f.extra_ca.as_ref().map(|p| RawValue::Text(p.display().to_string())),
             Key::PublicUrl => text(&f.public_url),
             Key::ShutdownGrace => text(&f.shutdown_grace),
+            Key::SecretKey => text(&f.secret_key),
         }
     }
 }
@@ -904,6 +931,21 @@ mod tests {
             .expect_err("bad type")
             .to_string();
         assert!(message.starts_with("invalid store = true in h.toml"), "{message}");
+    }
+
+    #[cfg(feature = "embedded")]
+    #[test]
+    fn the_secret_key_is_checked_and_never_shown() {
+        let bad = err(&ServeArgs::default(), &env(&[("HOOKSTREAM_SECRET_KEY", "short")]), None);
+        assert!(
+            bad.starts_with("invalid HOOKSTREAM_SECRET_KEY (value hidden): the secret key must be"),
+            "{bad}"
+        );
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let config = resolve(&ServeArgs::default(), &env(&[("HOOKSTREAM_SECRET_KEY", key)]), None)
+            .expect("valid");
+        assert!(config.secret_key.is_some());
+        assert!(!format!("{config:?}").contains(key));
     }
 
     #[test]

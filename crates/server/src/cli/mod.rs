@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight deliveries [env: HOOKSTREAM_SHUTDOWN_GRACE] [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// Base64 of 32 random bytes that seals webhook credentials in the embedded store; prefer the env var [env: HOOKSTREAM_SECRET_KEY]
+    #[arg(long, value_name = "BASE64")]
+    pub secret_key: Option<String>,
 }
 
 /// Flags of `hookstream demo`.

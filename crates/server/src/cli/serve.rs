@@ -153,7 +153,8 @@ async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, RunError> {
         #[cfg(feature = "embedded")]
         StoreKind::Embedded => {
             use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
-            let settings = EmbeddedConfig::new(config.data_dir.clone());
+            let mut settings = EmbeddedConfig::new(config.data_dir.clone());
+            settings.secret_key = config.secret_key.clone();
             let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(settings)).await;
             match opened {
                 Ok(Ok(store)) => Ok(Arc::new(store)),
