@@ -202,7 +202,7 @@ enum Key {
     ExtraCa,
     PublicUrl,
     ShutdownGrace,
-    SecretKey,
+    SealingKey,
 }
 
 impl Key {
@@ -222,7 +222,7 @@ impl Key {
         Key::ExtraCa,
         Key::PublicUrl,
         Key::ShutdownGrace,
-        Key::SecretKey,
+        Key::SealingKey,
     ];
 
     /// The key in the TOML file.
@@ -243,7 +243,7 @@ impl Key {
             Key::ExtraCa => "extra_ca",
             Key::PublicUrl => "public_url",
             Key::ShutdownGrace => "shutdown_grace",
-            Key::SecretKey => "secret_key",
+            Key::SealingKey => "secret_key",
         }
     }
 
@@ -265,7 +265,7 @@ impl Key {
             Key::ExtraCa => "--extra-ca",
             Key::PublicUrl => "--public-url",
             Key::ShutdownGrace => "--shutdown-grace",
-            Key::SecretKey => "--secret-key",
+            Key::SealingKey => "--secret-key",
         }
     }
 
@@ -287,12 +287,12 @@ impl Key {
             Key::ExtraCa => "HOOKSTREAM_EXTRA_CA",
             Key::PublicUrl => "HOOKSTREAM_PUBLIC_URL",
             Key::ShutdownGrace => "HOOKSTREAM_SHUTDOWN_GRACE",
-            Key::SecretKey => "HOOKSTREAM_SECRET_KEY",
+            Key::SealingKey => "HOOKSTREAM_SECRET_KEY",
         }
     }
 
     fn is_secret(self) -> bool {
-        matches!(self, Key::ApiToken | Key::SecretKey)
+        matches!(self, Key::ApiToken | Key::SealingKey)
     }
 
     fn from_file_key(name: &str) -> Option<Key> {
@@ -565,7 +565,7 @@ pub fn resolve(
     };
 
     #[cfg(feature = "embedded")]
-    let secret_key = match layers.get(Key::SecretKey) {
+    let secret_key = match layers.get(Key::SealingKey) {
         Some(raw) => Some(
             crate::store::embedded::SecretKey::from_base64(raw.text()?)
                 .map_err(|e| raw.invalid(e.to_string()))?,
@@ -573,7 +573,7 @@ pub fn resolve(
         None => None,
     };
     #[cfg(not(feature = "embedded"))]
-    if let Some(raw) = layers.get(Key::SecretKey) {
+    if let Some(raw) = layers.get(Key::SealingKey) {
         return Err(ConfigError::Unsupported(format!(
             "{} only applies to the embedded store, which is not in this build",
             raw.name()
@@ -736,7 +736,7 @@ impl<'a> Layers<'a> {
             Key::ExtraCa => f.extra_ca.as_ref().map(|p| RawValue::Text(p.display().to_string())),
             Key::PublicUrl => text(&f.public_url),
             Key::ShutdownGrace => text(&f.shutdown_grace),
-            Key::SecretKey => text(&f.secret_key),
+            Key::SealingKey => text(&f.secret_key),
         }
     }
 }
