@@ -202,7 +202,7 @@ enum Key {
     ExtraCa,
     PublicUrl,
     ShutdownGrace,
-    SealingKey,
+    StoreSecret,
 }
 
 impl Key {
@@ -222,7 +222,7 @@ impl Key {
         Key::ExtraCa,
         Key::PublicUrl,
         Key::ShutdownGrace,
-        Key::SealingKey,
+        Key::StoreSecret,
     ];
 
     /// The key in the TOML file.
@@ -243,7 +243,7 @@ impl Key {
             Key::ExtraCa => "extra_ca",
             Key::PublicUrl => "public_url",
             Key::ShutdownGrace => "shutdown_grace",
-            Key::SealingKey => "secret_key",
+            Key::StoreSecret => "secret_key",
         }
     }
 
@@ -265,7 +265,7 @@ impl Key {
             Key::ExtraCa => "--extra-ca",
             Key::PublicUrl => "--public-url",
             Key::ShutdownGrace => "--shutdown-grace",
-            Key::SealingKey => "--secret-key",
+            Key::StoreSecret => "--secret-key",
         }
     }
 
@@ -287,12 +287,12 @@ impl Key {
             Key::ExtraCa => "HOOKSTREAM_EXTRA_CA",
             Key::PublicUrl => "HOOKSTREAM_PUBLIC_URL",
             Key::ShutdownGrace => "HOOKSTREAM_SHUTDOWN_GRACE",
-            Key::SealingKey => "HOOKSTREAM_SECRET_KEY",
+            Key::StoreSecret => "HOOKSTREAM_SECRET_KEY",
         }
     }
 
     fn is_secret(self) -> bool {
-        matches!(self, Key::ApiToken | Key::SealingKey)
+        matches!(self, Key::ApiToken | Key::StoreSecret)
     }
 
     fn from_file_key(name: &str) -> Option<Key> {
@@ -565,7 +565,7 @@ pub fn resolve(
     };
 
     #[cfg(feature = "embedded")]
-    let secret_key = match layers.get(Key::SealingKey) {
+    let secret_key = match layers.get(Key::StoreSecret) {
         Some(raw) => Some(
             crate::store::embedded::SecretKey::from_base64(raw.text()?)
                 .map_err(|e| raw.invalid(e.to_string()))?,
@@ -573,7 +573,7 @@ pub fn resolve(
         None => None,
     };
     #[cfg(not(feature = "embedded"))]
-    if let Some(raw) = layers.get(Key::SealingKey) {
+    if let Some(raw) = layers.get(Key::StoreSecret) {
         return Err(ConfigError::Unsupported(format!(
             "{} only applies to the embedded store, which is not in this build",
             raw.name()
@@ -736,7 +736,7 @@ impl<'a> Layers<'a> {
             Key::ExtraCa => f.extra_ca.as_ref().map(|p| RawValue::Text(p.display().to_string())),
             Key::PublicUrl => text(&f.public_url),
             Key::ShutdownGrace => text(&f.shutdown_grace),
-            Key::SealingKey => text(&f.secret_key),
+            Key::StoreSecret => text(&f.secret_key),
         }
     }
 }
