@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Runs `measure` `runs` times (after one unmeasured warm-up) and returns the median.
-pub async fn median_of<F, Fut>(runs: usize, mut measure: F) -> Duration
+pub(crate) async fn median_of<F, Fut>(runs: usize, mut measure: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Duration>,
@@ -25,24 +25,26 @@ where
 }
 
 /// `count` per second over `elapsed`, with thousands separators (`1,234,567`).
-pub fn per_second(count: usize, elapsed: Duration) -> String {
+pub(crate) fn per_second(count: usize, elapsed: Duration) -> String {
     thousands((count as f64 / elapsed.as_secs_f64()) as u64)
 }
 
 /// Nanoseconds per item.
-pub fn ns_per(count: usize, elapsed: Duration) -> String {
+pub(crate) fn ns_per(count: usize, elapsed: Duration) -> String {
     format!("{:.0}", elapsed.as_nanos() as f64 / count as f64)
 }
 
 /// `n` with `,` between groups of three digits.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    let mut groups: Vec<&str> = Vec::new();
+    let mut end = digits.len();
+    while end > 3 {
+        groups.push(&digits[end - 3..end]);
+        end -= 3;
     }
-    out
+    groups.push(&digits[..end]);
+    groups.reverse();
+    groups.join(",")
 }
+
