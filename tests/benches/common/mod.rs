@@ -47,4 +47,3 @@ pub(crate) fn thousands(n: u64) -> String {
     groups.reverse();
     groups.join(",")
 }
-
