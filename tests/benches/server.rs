@@ -218,16 +218,16 @@ impl Bench {
     }
 
     async fn complete(&self, id: Uuid) {
-        let (status, _) = self
-            .post(&format!("/executions/{id}/complete"), r#"{"state":"SUCCESS"}"#.into())
-            .await;
+        let (status, _) =
+            self.post(&format!("/executions/{id}/complete"), r#"{"state":"SUCCESS"}"#.into()).await;
         assert_eq!(status, StatusCode::OK);
     }
 
     /// Ingests one request's body; retries on 429. Returns when the 202 arrived.
     async fn ingest(&self, id: Uuid, body: &Bytes) -> Instant {
         loop {
-            let (status, answer) = self.post(&format!("/executions/{id}/events"), body.clone()).await;
+            let (status, answer) =
+                self.post(&format!("/executions/{id}/events"), body.clone()).await;
             match status {
                 StatusCode::ACCEPTED => return Instant::now(),
                 StatusCode::TOO_MANY_REQUESTS => tokio::task::yield_now().await,
@@ -252,10 +252,7 @@ fn drafts(events: &[Value]) -> Vec<Vec<Draft>> {
         .map(|c| {
             c.iter()
                 .map(|v| {
-                    serde_json::from_value::<IngestEvent>(v.clone())
-                        .unwrap()
-                        .into_draft()
-                        .unwrap()
+                    serde_json::from_value::<IngestEvent>(v.clone()).unwrap().into_draft().unwrap()
                 })
                 .collect()
         })
@@ -353,7 +350,11 @@ async fn main() {
     for kind in StoreKind::ALL {
         let bench = Arc::new(Bench::start(kind).await);
         for payload in [Payload::Small, Payload::CrewAi] {
-            eprintln!("server: {} store, {} payload, batched throughput", kind.name(), payload.name());
+            eprintln!(
+                "server: {} store, {} payload, batched throughput",
+                kind.name(),
+                payload.name()
+            );
             let http = median_throughput(&bench, payload, Path::Http).await;
             let bus = median_throughput(&bench, payload, Path::Bus).await;
             rows.push(format!(
@@ -361,7 +362,11 @@ async fn main() {
                 kind.name(),
                 payload.name()
             ));
-            eprintln!("server: {} store, {} payload, realtime latency", kind.name(), payload.name());
+            eprintln!(
+                "server: {} store, {} payload, realtime latency",
+                kind.name(),
+                payload.name()
+            );
             let http = latency_figure(&bench, payload, Path::Http).await;
             let bus = latency_figure(&bench, payload, Path::Bus).await;
             rows.push(format!(
@@ -383,7 +388,9 @@ async fn main() {
          return) to the sink's receipt of each event (one request in flight per webhook, so \
          the 100th event of a request waits for the 99 before it).\n"
     );
-    println!("| store | payload | figure | HTTP ingest → sink | bus publish → sink (delivery only) |");
+    println!(
+        "| store | payload | figure | HTTP ingest → sink | bus publish → sink (delivery only) |"
+    );
     println!("|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
