@@ -15,8 +15,9 @@
 //! # Retention
 //!
 //! Every event is kept, for replay ([`Bus::read`]) and for re-opened durable subscriptions,
-//! until [`MemoryBus::forget`] drops the execution. The server forgets an execution once it has
-//! ended and its deliveries are done; nothing is forgotten implicitly.
+//! until [`MemoryBus::forget`] drops the execution; nothing is forgotten implicitly. A
+//! long-running owner of a `MemoryBus` calls it once an execution has ended and its deliveries
+//! are done, or memory grows with every run.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
