@@ -270,7 +270,7 @@ async fn every_bad_request_gets_its_status_and_code() {
             Some("after"),
         ),
         case(
-            "complete with a bad state",
+            "complete of an unknown execution (checked before the body)",
             req(
                 Method::POST,
                 &format!("/executions/{unknown}/complete"),
@@ -278,9 +278,9 @@ async fn every_bad_request_gets_its_status_and_code() {
                 json,
                 "{\"state\": \"DONE\"}",
             ),
-            422,
-            "invalid_request",
-            Some("state"),
+            404,
+            "execution_not_found",
+            None,
         ),
         case(
             "missing API token",

@@ -57,6 +57,9 @@ async fn ingest_is_idempotent_and_complete_ends_exactly_once() {
 
     // Complete with the ingest token; a second complete conflicts.
     let complete_path = format!("/executions/{id}/complete");
+    let bad_state = app.post(&complete_path, json!({"state": "DONE"})).await;
+    assert_eq!(bad_state.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_state.body["details"]["field"], "state");
     let done = json!({"state": "SUCCESS", "result": {"summary": "ok"}});
     let completed = app
         .send(request(Method::POST, &complete_path, Some(&ingest_token), Some(done.clone())))

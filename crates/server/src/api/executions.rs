@@ -2,11 +2,11 @@
 //! complete and replay.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::extract::{bearer, ExecutionId, JsonBody, OptionalJsonBody, QueryParams};
+use super::extract::{ExecutionId, JsonBody, OptionalJsonBody, Producer, QueryParams};
 use super::wire::{
     CompleteBody, IngestBody, IngestResponse, KickoffBody, KickoffResponse, RegisterResponse,
     ReplayQuery,
@@ -64,11 +64,9 @@ pub(super) async fn register(
 /// `POST /executions/{id}/events`: 202 once the store has the events.
 pub(super) async fn ingest(
     State(state): State<AppState>,
-    ExecutionId(id): ExecutionId,
-    headers: HeaderMap,
+    Producer(execution): Producer,
     JsonBody(body): JsonBody<IngestBody>,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
-    let execution = state.authorize_producer(id, bearer(&headers)).await?;
     let published = state.ingest(&execution, body.events).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -83,11 +81,9 @@ pub(super) async fn ingest(
 /// `POST /executions/{id}/complete`.
 pub(super) async fn complete(
     State(state): State<AppState>,
-    ExecutionId(id): ExecutionId,
-    headers: HeaderMap,
+    Producer(execution): Producer,
     JsonBody(body): JsonBody<CompleteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let execution = state.authorize_producer(id, bearer(&headers)).await?;
     let finished = state.complete(&execution, body).await?;
     let mut body = status_body(&finished.execution);
     if let Value::Object(map) = &mut body {

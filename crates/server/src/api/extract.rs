@@ -146,6 +146,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ExecutionId {
     }
 }
 
+/// The execution of an ingest or complete route, once the request proved it may produce for
+/// it (the API token or the execution's ingest token). Runs before the body is read, so an
+/// unauthorized request is refused without parsing anything.
+#[derive(Debug)]
+pub(crate) struct Producer(pub(crate) crate::store::Execution);
+
+impl FromRequestParts<AppState> for Producer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ExecutionId(id) = ExecutionId::from_request_parts(parts, state).await?;
+        state.authorize_producer(id, bearer(&parts.headers)).await.map(Producer)
+    }
+}
+
 /// The bearer token of the request, if it carries one.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
