@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use hookstream_events_core::bus::{Bus, SubscribeOptions, Subscription};
+use tokio::time::Instant;
 
 use crate::batch::{Batcher, Ready};
 use crate::config::WebhookConfig;
@@ -64,15 +66,24 @@ impl Pair {
         loop {
             let next = match self.batcher.deadline() {
                 None => self.sub.next().await,
-                Some(deadline) => tokio::select! {
-                    biased;
-                    () = tokio::time::sleep_until(deadline) => {
-                        ready.extend(self.batcher.take());
-                        Box::pin(self.flush(&mut ready)).await?;
-                        continue;
-                    }
-                    // `Subscription::next` is cancel-safe: dropping it loses no event.
-                    next = self.sub.next() => next,
+                Some(deadline) if deadline <= Instant::now() => {
+                    ready.extend(self.batcher.take());
+                    Box::pin(self.flush(&mut ready)).await?;
+                    continue;
+                }
+                // `Subscription::next` is cancel-safe: dropping it loses no event. An event
+                // already there is taken without arming a timer (the common case under load).
+                Some(deadline) => match self.sub.next().now_or_never() {
+                    Some(next) => next,
+                    None => tokio::select! {
+                        biased;
+                        () = tokio::time::sleep_until(deadline) => {
+                            ready.extend(self.batcher.take());
+                            Box::pin(self.flush(&mut ready)).await?;
+                            continue;
+                        }
+                        next = self.sub.next() => next,
+                    },
                 },
             };
             let Some(next) = next else { break };
@@ -80,7 +91,7 @@ impl Pair {
             if self.config.filter().matches(event.event_type.as_str()) {
                 match encode(&event) {
                     Ok(encoded) => {
-                        self.batcher.push(encoded, tokio::time::Instant::now(), &mut ready)
+                        self.batcher.push(encoded, Instant::now(), &mut ready)
                     }
                     Err(e) => {
                         // Cannot happen for a well-formed event; never lose it silently.
