@@ -11,3 +11,5 @@ mod api_kickoff;
 mod api_lifecycle;
 mod api_openapi;
 mod api_stream;
+mod cli;
+mod runners;
