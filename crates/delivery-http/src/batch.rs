@@ -1,19 +1,22 @@
 //! Batching: [`Batcher`] groups a pair's matching events by the rules of SPEC §4 (count, wait
-//! since the first event, body bytes, end of execution) and tracks up to which sequence the
-//! bus may be acknowledged once the batch is done (events the filter skipped in between).
+//! since the first event, body bytes, end of execution), writing each into the open batch's
+//! body as it comes, and tracks up to which sequence the bus may be acknowledged once the
+//! batch is done (events the filter skipped in between).
 //!
-//! Pure logic, no IO, no clock of its own: callers pass `now` and ask for the deadline.
+//! Pure logic, no IO, no clock of its own: callers pass `now` and ask for the deadline. An idle
+//! pair's batcher holds no buffer.
 
+use hookstream_events_core::Event;
 use tokio::time::Instant;
 
 use crate::config::{BatchConfig, Mode};
-use crate::encode::{body_len, Encoded};
+use crate::encode::{BodyWriter, EncodedBatch};
 
 /// A batch ready to send, and the sequence up to which the bus is acknowledged once it is
 /// delivered or dead-lettered.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Ready {
-    pub(crate) events: Vec<Encoded>,
+    pub(crate) batch: EncodedBatch,
     pub(crate) ack_upto: u64,
 }
 
@@ -23,10 +26,11 @@ pub(crate) struct Batcher {
     max_events: usize,
     max_wait: Option<std::time::Duration>,
     max_bytes: usize,
-    events: Vec<Encoded>,
-    json_bytes: usize,
+    open: BodyWriter,
     first_at: Option<Instant>,
     ack_upto: u64,
+    /// The last batch's body size: the next buffer's first capacity.
+    last_size: usize,
 }
 
 impl Batcher {
@@ -41,38 +45,50 @@ impl Batcher {
             max_events,
             max_wait,
             max_bytes,
-            events: Vec::new(),
-            json_bytes: 0,
+            open: BodyWriter::default(),
             first_at: None,
             ack_upto: 0,
+            last_size: 512,
         }
     }
 
     /// Adds a matching event; pushes to `out` what became ready: the open batch when this
     /// event would make its body pass `max_bytes`, and the batch holding this event when it
-    /// reached `max_events`. A single event above `max_bytes` is a batch of its own.
-    pub(crate) fn push(&mut self, event: Encoded, now: Instant, out: &mut Vec<Ready>) {
-        if !self.events.is_empty()
-            && body_len(self.events.len() + 1, self.json_bytes + event.json.len()) > self.max_bytes
-        {
-            out.extend(self.take());
+    /// reached `max_events`. A single event above `max_bytes` is a batch of its own. On an
+    /// encoding error nothing changes.
+    pub(crate) fn push(
+        &mut self,
+        event: &Event,
+        now: Instant,
+        out: &mut Vec<Ready>,
+    ) -> Result<(), serde_json::Error> {
+        if self.open.is_empty() {
+            self.start(now);
         }
-        if self.events.is_empty() {
-            self.first_at = Some(now);
-            self.events.reserve_exact(self.max_events.min(128));
+        if let Err(e) = self.open.push(event) {
+            if self.open.is_empty() {
+                self.first_at = None;
+            }
+            return Err(e);
+        }
+        if self.open.len() > 1 && self.open.closed_len() > self.max_bytes {
+            if let Some((sequence, json)) = self.open.pop() {
+                out.extend(self.take());
+                self.start(now);
+                self.open.push_json(sequence, &json);
+            }
         }
         self.ack_upto = self.ack_upto.max(event.sequence);
-        self.json_bytes += event.json.len();
-        self.events.push(event);
-        if self.events.len() >= self.max_events {
+        if self.open.len() >= self.max_events {
             out.extend(self.take());
         }
+        Ok(())
     }
 
     /// Notes an event the filter skipped; returns the sequence to acknowledge at once when no
     /// batch is open (else the open batch's acknowledgement covers it).
     pub(crate) fn skip(&mut self, sequence: u64) -> Option<u64> {
-        if self.events.is_empty() {
+        if self.open.is_empty() {
             Some(sequence)
         } else {
             self.ack_upto = self.ack_upto.max(sequence);
@@ -87,25 +103,35 @@ impl Batcher {
 
     /// The open batch, if any, leaving none open.
     pub(crate) fn take(&mut self) -> Option<Ready> {
-        if self.events.is_empty() {
+        if self.open.is_empty() {
             return None;
         }
         self.first_at = None;
-        self.json_bytes = 0;
-        Some(Ready { events: std::mem::take(&mut self.events), ack_upto: self.ack_upto })
+        let batch = std::mem::take(&mut self.open).finish();
+        self.last_size = batch.body.len();
+        Some(Ready { batch, ack_upto: self.ack_upto })
+    }
+
+    fn start(&mut self, now: Instant) {
+        self.first_at = Some(now);
+        let room = self.last_size + self.last_size / 8;
+        self.open = BodyWriter::with_capacity(room.min(self.max_bytes.saturating_add(64)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use hookstream_events_core::{Data, Draft, EventType};
     use proptest::prelude::*;
     use std::num::NonZeroUsize;
     use std::time::Duration;
 
-    fn ev(sequence: u64, len: usize) -> Encoded {
-        Encoded { sequence, json: Bytes::from(vec![b'x'; len]) }
+    fn ev(sequence: u64, len: usize) -> Event {
+        let mut data = Data::new();
+        data.insert("pad".into(), serde_json::json!("x".repeat(len)));
+        Draft::new(EventType::new("task_started").unwrap(), data)
+            .into_event(uuid::Uuid::nil(), sequence)
     }
 
     fn batched(events: usize, bytes: usize) -> Batcher {
@@ -120,56 +146,64 @@ mod tests {
     fn realtime_sends_each_event_alone() {
         let mut b = Batcher::new(&Mode::Realtime);
         let mut out = Vec::new();
-        b.push(ev(1, 10), Instant::now(), &mut out);
-        b.push(ev(2, 10), Instant::now(), &mut out);
-        assert_eq!(out.iter().map(|r| r.events.len()).collect::<Vec<_>>(), [1, 1]);
+        b.push(&ev(1, 10), Instant::now(), &mut out).unwrap();
+        b.push(&ev(2, 10), Instant::now(), &mut out).unwrap();
+        assert_eq!(out.iter().map(|r| r.batch.len()).collect::<Vec<_>>(), [1, 1]);
         assert!(b.deadline().is_none());
     }
 
     #[test]
     fn skipped_events_are_acked_at_once_or_with_the_open_batch() {
-        let mut b = batched(10, 1000);
+        let mut b = batched(10, 10_000);
         let mut out = Vec::new();
         assert_eq!(b.skip(1), Some(1));
-        b.push(ev(2, 5), Instant::now(), &mut out);
+        b.push(&ev(2, 5), Instant::now(), &mut out).unwrap();
         assert_eq!(b.skip(3), None);
         let ready = b.take().unwrap();
-        assert_eq!((ready.events.len(), ready.ack_upto), (1, 3));
+        assert_eq!((ready.batch.len(), ready.ack_upto), (1, 3));
         assert!(b.take().is_none());
     }
 
     #[test]
     fn deadline_runs_from_the_first_event() {
-        let mut b = batched(10, 1000);
+        let mut b = batched(10, 10_000);
         let t0 = Instant::now();
         let mut out = Vec::new();
-        b.push(ev(1, 5), t0, &mut out);
-        b.push(ev(2, 5), t0 + Duration::from_millis(700), &mut out);
+        b.push(&ev(1, 5), t0, &mut out).unwrap();
+        b.push(&ev(2, 5), t0 + Duration::from_millis(700), &mut out).unwrap();
         assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(1)));
+        b.take();
+        assert_eq!(b.deadline(), None);
     }
 
     proptest! {
-        /// Batches keep order, cover every event once, respect the count cap, and respect the
-        /// byte cap unless a single event is larger on its own.
+        /// Batches keep order, cover every event once, respect the count cap, respect the
+        /// byte cap unless a single event is larger on its own, and their bodies are exactly
+        /// the events' envelopes.
         #[test]
         fn batches_keep_order_and_caps(
-            lens in proptest::collection::vec(1usize..300, 1..200),
+            lens in proptest::collection::vec(1usize..300, 1..120),
             max_events in 1usize..20,
-            max_bytes in 20usize..2000,
+            max_bytes in 100usize..3000,
         ) {
             let mut b = batched(max_events, max_bytes);
             let mut out = Vec::new();
-            for (i, len) in lens.iter().enumerate() {
-                b.push(ev(i as u64 + 1, *len), Instant::now(), &mut out);
+            let events: Vec<Event> =
+                lens.iter().enumerate().map(|(i, len)| ev(i as u64 + 1, *len)).collect();
+            for e in &events {
+                b.push(e, Instant::now(), &mut out).unwrap();
             }
             out.extend(b.take());
-            let seqs: Vec<u64> = out.iter().flat_map(|r| r.events.iter().map(|e| e.sequence)).collect();
+            let seqs: Vec<u64> = out.iter().flat_map(|r| r.batch.sequences()).collect();
             prop_assert_eq!(seqs, (1..=lens.len() as u64).collect::<Vec<_>>());
             for r in &out {
-                prop_assert!(r.events.len() <= max_events);
-                let size = body_len(r.events.len(), r.events.iter().map(|e| e.json.len()).sum());
-                prop_assert!(size <= max_bytes || r.events.len() == 1);
-                prop_assert_eq!(r.ack_upto, r.events.last().unwrap().sequence);
+                prop_assert!(r.batch.len() <= max_events);
+                prop_assert!(r.batch.body.len() <= max_bytes || r.batch.len() == 1);
+                prop_assert_eq!(r.ack_upto, r.batch.last_sequence());
+                let parsed: serde_json::Value = serde_json::from_slice(&r.batch.body).unwrap();
+                let first = (r.batch.first_sequence() - 1) as usize;
+                let expected = &events[first..first + r.batch.len()];
+                prop_assert_eq!(parsed, serde_json::json!({ "events": expected }));
             }
         }
     }

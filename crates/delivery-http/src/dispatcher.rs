@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::{ClientError, HttpClient};
 use crate::config::{DispatcherConfig, WebhookConfig};
-use crate::encode::encode;
+use crate::encode::BodyWriter;
 use crate::ledger::{BatchId, DeadLetter, Ledger, PairKey};
 use crate::service::{Batch, Clock, Delivery, Shared};
 
@@ -95,14 +95,14 @@ impl Dispatcher {
         let span = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
         let events =
             bus.read(key.execution_id, first - 1, span).await.map_err(RedriveError::Read)?;
-        let mut encoded = Vec::with_capacity(wanted.len());
+        let mut body = BodyWriter::default();
         for event in events.iter().filter(|e| wanted.contains(&e.sequence)) {
-            encoded.push(encode(event).map_err(RedriveError::Encode)?);
+            body.push(event).map_err(RedriveError::Encode)?;
         }
-        if encoded.len() != wanted.len() {
-            return Err(RedriveError::Missing { missing: wanted.len() - encoded.len() });
+        if body.len() != wanted.len() {
+            return Err(RedriveError::Missing { missing: wanted.len() - body.len() });
         }
-        let batch = Batch::new(encoded, self.shared.clock.now());
+        let batch = Batch::new(body.finish(), self.shared.clock.now());
         let batch_id = batch.id.clone();
         if let Err(e) = self.shared.ledger.redriven(&key, &dead_letter.batch_id, &batch_id).await {
             crate::telemetry::ledger_error("redriven", &e);

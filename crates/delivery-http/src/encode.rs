@@ -1,47 +1,159 @@
-//! Encoding: each event is serialized to its SPEC §2 JSON exactly once, when it enters a
-//! batch, and a batch's body `{"events":[...]}` is the concatenation of those bytes, so the
-//! body size is known before sending and a 413 split needs no re-serialization.
+//! Encoding: events are serialized (SPEC §2 envelopes, serde_json) straight into the body of
+//! their batch, `{"events":[...]}`, once each and with no per-event allocation; the byte range
+//! of each event is kept, so that the size is known while the batch fills and a 413 split
+//! copies halves of the body instead of serializing again.
 //!
 //! This module owns the wire body of SPEC §4; it does not decide batch boundaries.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hookstream_events_core::Event;
 
 const OPEN: &[u8] = br#"{"events":["#;
 const CLOSE: &[u8] = b"]}";
 
-/// One event's JSON, with its sequence.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Encoded {
+/// Where one event's JSON lies in a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
     pub(crate) sequence: u64,
-    pub(crate) json: Bytes,
+    start: usize,
+    end: usize,
 }
 
-/// Serializes `event` (its envelope, exactly as SPEC §2).
-pub(crate) fn encode(event: &Event) -> Result<Encoded, serde_json::Error> {
-    let json = serde_json::to_vec(event)?;
-    Ok(Encoded { sequence: event.sequence, json: Bytes::from(json) })
+/// A body being written: `{"events":[` and the events so far, comma-separated.
+#[derive(Debug, Default)]
+pub(crate) struct BodyWriter {
+    buf: Vec<u8>,
+    parts: Vec<Part>,
 }
 
-/// The body size of `count` events whose JSON is `json_bytes` long in total.
-pub(crate) fn body_len(count: usize, json_bytes: usize) -> usize {
-    // `{"events":[` + the events + a comma between each two + `]}`.
-    OPEN.len() + json_bytes + count.saturating_sub(1) + CLOSE.len()
-}
-
-/// The body `{"events":[...]}` of `events`.
-pub(crate) fn body(events: &[Encoded]) -> Bytes {
-    let size = body_len(events.len(), events.iter().map(|e| e.json.len()).sum());
-    let mut out = BytesMut::with_capacity(size);
-    out.put_slice(OPEN);
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        out.put_slice(&e.json);
+impl BodyWriter {
+    /// A writer whose buffer starts with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self { buf: Vec::with_capacity(capacity.max(OPEN.len() + CLOSE.len())), parts: Vec::new() }
     }
-    out.put_slice(CLOSE);
-    out.freeze()
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Events written.
+    pub(crate) fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The body's size if it were finished now.
+    pub(crate) fn closed_len(&self) -> usize {
+        self.buf.len().max(OPEN.len()) + CLOSE.len()
+    }
+
+    /// Serializes `event` into the body; on error the body is unchanged.
+    pub(crate) fn push(&mut self, event: &Event) -> Result<(), serde_json::Error> {
+        let mark = self.buf.len();
+        self.open_or_comma();
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, event) {
+            self.buf.truncate(mark);
+            return Err(e);
+        }
+        self.parts.push(Part { sequence: event.sequence, start, end: self.buf.len() });
+        Ok(())
+    }
+
+    /// Appends an event's JSON as [`BodyWriter::pop`] returned it.
+    pub(crate) fn push_json(&mut self, sequence: u64, json: &[u8]) {
+        self.open_or_comma();
+        let start = self.buf.len();
+        self.buf.extend_from_slice(json);
+        self.parts.push(Part { sequence, start, end: self.buf.len() });
+    }
+
+    /// Removes the last event, returning its sequence and JSON.
+    pub(crate) fn pop(&mut self) -> Option<(u64, Vec<u8>)> {
+        let last = self.parts.pop()?;
+        let json = self.buf.split_off(last.start);
+        let keep = if self.parts.is_empty() { OPEN.len() } else { last.start - 1 };
+        self.buf.truncate(keep);
+        Some((last.sequence, json))
+    }
+
+    /// The finished body.
+    pub(crate) fn finish(mut self) -> EncodedBatch {
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(OPEN);
+        }
+        self.buf.extend_from_slice(CLOSE);
+        EncodedBatch { body: Bytes::from(self.buf), parts: self.parts }
+    }
+
+    fn open_or_comma(&mut self) {
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(OPEN);
+        } else if !self.parts.is_empty() {
+            self.buf.push(b',');
+        }
+    }
+}
+
+/// A finished body and where its events lie in it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EncodedBatch {
+    pub(crate) body: Bytes,
+    pub(crate) parts: Vec<Part>,
+}
+
+impl EncodedBatch {
+    /// A batch standing for events that could not be encoded (no body: never sent).
+    pub(crate) fn unsent(sequence: u64) -> Self {
+        Self { body: Bytes::new(), parts: vec![Part { sequence, start: 0, end: 0 }] }
+    }
+
+    /// Events in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    pub(crate) fn sequences(&self) -> Vec<u64> {
+        self.parts.iter().map(|p| p.sequence).collect()
+    }
+
+    pub(crate) fn first_sequence(&self) -> u64 {
+        self.parts.first().map_or(0, |p| p.sequence)
+    }
+
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.parts.last().map_or(0, |p| p.sequence)
+    }
+
+    /// The two halves (the first one the smaller when odd), when there are at least two events.
+    pub(crate) fn split(&self) -> Option<(Self, Self)> {
+        if self.parts.len() < 2 {
+            return None;
+        }
+        let (left, right) = self.parts.split_at(self.parts.len() / 2);
+        Some((self.slice(left), self.slice(right)))
+    }
+
+    fn slice(&self, parts: &[Part]) -> Self {
+        let (start, end) = match (parts.first(), parts.last()) {
+            (Some(first), Some(last)) => (first.start, last.end),
+            _ => return Self { body: Bytes::from_static(b"{\"events\":[]}"), parts: Vec::new() },
+        };
+        let mut buf = Vec::with_capacity(OPEN.len() + (end - start) + CLOSE.len());
+        buf.extend_from_slice(OPEN);
+        // The commas between these events come along with the slice.
+        buf.extend_from_slice(&self.body[start..end]);
+        buf.extend_from_slice(CLOSE);
+        let shift = |at: usize| at - start + OPEN.len();
+        let parts = parts
+            .iter()
+            .map(|p| Part { sequence: p.sequence, start: shift(p.start), end: shift(p.end) })
+            .collect();
+        Self { body: Bytes::from(buf), parts }
+    }
 }
 
 #[cfg(test)]
@@ -56,19 +168,62 @@ mod tests {
             .into_event(uuid::Uuid::new_v4(), seq)
     }
 
+    fn write(events: &[Event]) -> EncodedBatch {
+        let mut w = BodyWriter::with_capacity(0);
+        for e in events {
+            w.push(e).unwrap();
+        }
+        w.finish()
+    }
+
     #[test]
     fn body_is_the_envelopes_in_an_events_array_and_its_size_is_predicted() {
         let events: Vec<Event> = (1..=3).map(event).collect();
-        let encoded: Vec<Encoded> = events.iter().map(|e| encode(e).unwrap()).collect();
-        let body = body(&encoded);
-        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let expected = serde_json::json!({ "events": events });
-        assert_eq!(parsed, expected);
-        assert_eq!(body.len(), body_len(3, encoded.iter().map(|e| e.json.len()).sum()));
-        assert_eq!(super::body(&encoded[..1]).len(), body_len(1, encoded[0].json.len()));
+        let mut w = BodyWriter::with_capacity(0);
+        for e in &events {
+            w.push(e).unwrap();
+        }
+        let predicted = w.closed_len();
+        let batch = w.finish();
+        assert_eq!(batch.body.len(), predicted);
+        let parsed: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+        assert_eq!(parsed, serde_json::json!({ "events": events }));
         let first = &parsed["events"][0];
         for key in ["id", "execution_id", "timestamp", "type", "sequence", "data"] {
             assert!(first.get(key).is_some(), "{key}");
         }
+        assert_eq!(batch.sequences(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn halves_are_valid_bodies_of_their_events() {
+        let events: Vec<Event> = (1..=5).map(event).collect();
+        let (left, right) = write(&events).split().unwrap();
+        assert_eq!(left, write(&events[..2]));
+        assert_eq!(right, write(&events[2..]));
+        let (a, b) = right.split().unwrap();
+        assert_eq!((a.sequences(), b.sequences()), (vec![3], vec![4, 5]));
+        assert_eq!(b, write(&events[3..]));
+        assert!(a.split().is_none());
+    }
+
+    #[test]
+    fn pop_and_push_json_move_an_event_between_bodies() {
+        let events: Vec<Event> = (1..=3).map(event).collect();
+        let mut w = BodyWriter::with_capacity(0);
+        for e in &events {
+            w.push(e).unwrap();
+        }
+        let (sequence, json) = w.pop().unwrap();
+        assert_eq!(sequence, 3);
+        assert_eq!(w.finish(), write(&events[..2]));
+        let mut other = BodyWriter::with_capacity(0);
+        other.push_json(sequence, &json);
+        assert_eq!(other.finish(), write(&events[2..]));
+        let mut single = BodyWriter::with_capacity(0);
+        single.push(&events[0]).unwrap();
+        single.pop().unwrap();
+        assert!(single.is_empty());
+        assert_eq!(&single.finish().body[..], b"{\"events\":[]}");
     }
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::batch::{Batcher, Ready};
 use crate::config::WebhookConfig;
 use crate::dispatcher::{DeliveryError, PairSummary};
-use crate::encode::{encode, Encoded};
+use crate::encode::{BodyWriter, EncodedBatch};
 use crate::ledger::{BatchRecord, DeadLetterReason, PairKey};
 use crate::service::{Batch, Delivery, Shared};
 
@@ -89,10 +89,8 @@ impl Pair {
             let Some(next) = next else { break };
             let event = next.map_err(DeliveryError::Receive)?.event;
             if self.config.filter().matches(event.event_type.as_str()) {
-                match encode(&event) {
-                    Ok(encoded) => {
-                        self.batcher.push(encoded, Instant::now(), &mut ready)
-                    }
+                match self.batcher.push(&event, Instant::now(), &mut ready) {
+                    Ok(()) => {}
                     Err(e) => {
                         // Cannot happen for a well-formed event; never lose it silently.
                         let reason = DeadLetterReason::Transport { message: e.to_string() };
@@ -120,8 +118,8 @@ impl Pair {
 
     /// Sends the ready batches in order, acknowledging each once it is done.
     async fn flush(&mut self, ready: &mut Vec<Ready>) -> Result<(), DeliveryError> {
-        for Ready { events, ack_upto } in ready.drain(..) {
-            let batch = Batch::new(events, self.shared.clock.now());
+        for Ready { batch, ack_upto } in ready.drain(..) {
+            let batch = Batch::new(batch, self.shared.clock.now());
             self.deliver(batch).await;
             self.sub.ack(ack_upto).await.map_err(DeliveryError::Acknowledge)?;
         }
@@ -145,10 +143,7 @@ impl Pair {
         // Whatever is open goes first, to keep order; then this event, alone.
         let mut ready: Vec<Ready> = self.batcher.take().into_iter().collect();
         self.flush(&mut ready).await?;
-        let batch = Batch::new(
-            vec![Encoded { sequence, json: Default::default() }],
-            self.shared.clock.now(),
-        );
+        let batch = Batch::new(EncodedBatch::unsent(sequence), self.shared.clock.now());
         let mut delivery = Delivery::new(&self.shared, self.key, &self.config);
         delivery.dead_letter(&batch, reason).await;
         self.summary.dead_lettered_events += 1;
@@ -157,7 +152,7 @@ impl Pair {
 
     /// Re-forms the batch `record` from the redelivered events and takes it on where it was.
     async fn resume(&mut self, record: BatchRecord) -> Result<(), DeliveryError> {
-        let mut events = Vec::with_capacity(record.event_count);
+        let mut events = BodyWriter::default();
         let mut ack_upto = None;
         while let Some(next) = self.sub.next().await {
             let event = next.map_err(DeliveryError::Receive)?.event;
@@ -179,9 +174,8 @@ impl Pair {
             ack_upto = Some(event.sequence);
             let terminal = event.event_type.is_terminal();
             if self.config.filter().matches(event.event_type.as_str()) {
-                if let Ok(encoded) = encode(&event) {
-                    events.push(encoded);
-                }
+                // An event that cannot be encoded was dead-lettered before the restart.
+                let _ = events.push(&event);
             }
             if event.sequence >= record.last_sequence || terminal {
                 break;
@@ -189,7 +183,7 @@ impl Pair {
         }
         let batch = Batch {
             id: record.batch_id,
-            events,
+            encoded: events.finish(),
             attempts: record.attempts,
             formed_at: record.formed_at,
             next_attempt_at: record.next_attempt_at,

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::client::{AttemptError, HttpClient};
 use crate::config::WebhookConfig;
-use crate::encode::{self, Encoded};
+use crate::encode::EncodedBatch;
 use crate::ledger::{
     AttemptOutcome, AttemptRecord, BatchId, BatchRecord, DeadLetter, DeadLetterReason, Ledger,
     PairKey,
@@ -67,7 +67,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) id: BatchId,
-    pub(crate) events: Vec<Encoded>,
+    pub(crate) encoded: EncodedBatch,
     pub(crate) attempts: u32,
     pub(crate) formed_at: SystemTime,
     pub(crate) next_attempt_at: Option<SystemTime>,
@@ -76,10 +76,10 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub(crate) fn new(events: Vec<Encoded>, formed_at: SystemTime) -> Self {
+    pub(crate) fn new(encoded: EncodedBatch, formed_at: SystemTime) -> Self {
         Self {
             id: BatchId::generate(),
-            events,
+            encoded,
             attempts: 0,
             formed_at,
             next_attempt_at: None,
@@ -87,17 +87,13 @@ impl Batch {
         }
     }
 
-    fn sequences(&self) -> Vec<u64> {
-        self.events.iter().map(|e| e.sequence).collect()
-    }
-
     fn record(&self, pair: PairKey) -> BatchRecord {
         BatchRecord::new(
             pair,
             self.id.clone(),
-            self.events.first().map_or(0, |e| e.sequence),
-            self.events.last().map_or(0, |e| e.sequence),
-            self.events.len(),
+            self.encoded.first_sequence(),
+            self.encoded.last_sequence(),
+            self.encoded.len(),
             self.formed_at,
             self.attempts,
             self.next_attempt_at,
@@ -132,7 +128,7 @@ impl<'a> Delivery<'a> {
     pub(crate) async fn run(&mut self, batch: Batch) {
         let mut queue = VecDeque::from([batch]);
         while let Some(mut batch) = queue.pop_front() {
-            if batch.events.is_empty() {
+            if batch.encoded.is_empty() {
                 continue;
             }
             if self.gone {
@@ -144,7 +140,7 @@ impl<'a> Delivery<'a> {
                 self.note("batch_formed", self.shared.ledger.batch_formed(&record).await);
                 batch.recorded = true;
             }
-            let body = encode::body(&batch.events);
+            let body = batch.encoded.body.clone();
             loop {
                 if let Some(at) = batch.next_attempt_at {
                     tokio::time::sleep_until(self.shared.clock.instant_at(at)).await;
@@ -157,18 +153,19 @@ impl<'a> Delivery<'a> {
                             "delivered",
                             ledger.batch_delivered(&self.key, &batch.id, now).await,
                         );
-                        telemetry::events_delivered(batch.events.len());
-                        self.tally.delivered += batch.events.len() as u64;
+                        telemetry::events_delivered(batch.encoded.len());
+                        self.tally.delivered += batch.encoded.len() as u64;
                     }
                     Decision::Retry { .. } => continue,
-                    Decision::Split if batch.events.len() > 1 => {
-                        let ledger = &self.shared.ledger;
-                        self.note("split", ledger.batch_split(&self.key, &batch.id).await);
-                        let right = batch.events.split_off(batch.events.len() / 2);
-                        queue.push_front(Batch::new(right, batch.formed_at));
-                        queue.push_front(Batch::new(batch.events, batch.formed_at));
-                    }
-                    Decision::Split => self.dead_letter(&batch, DeadLetterReason::TooLarge).await,
+                    Decision::Split => match batch.encoded.split() {
+                        Some((left, right)) => {
+                            let ledger = &self.shared.ledger;
+                            self.note("split", ledger.batch_split(&self.key, &batch.id).await);
+                            queue.push_front(Batch::new(right, batch.formed_at));
+                            queue.push_front(Batch::new(left, batch.formed_at));
+                        }
+                        None => self.dead_letter(&batch, DeadLetterReason::TooLarge).await,
+                    },
                     Decision::Gone => {
                         self.gone = true;
                         self.note("gone", self.shared.ledger.webhook_gone(&self.key).await);
@@ -265,7 +262,7 @@ impl<'a> Delivery<'a> {
         let letter = DeadLetter::new(
             self.key,
             batch.id.clone(),
-            batch.sequences(),
+            batch.encoded.sequences(),
             reason,
             batch.attempts,
             self.shared.clock.now(),
@@ -274,7 +271,7 @@ impl<'a> Delivery<'a> {
             execution_id = %self.key.execution_id,
             webhook = self.key.webhook_index,
             batch_id = %batch.id,
-            events = batch.events.len(),
+            events = batch.encoded.len(),
             reason = %letter.reason,
             "batch dead-lettered"
         );
@@ -284,8 +281,8 @@ impl<'a> Delivery<'a> {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(30));
         }
-        telemetry::events_dead_lettered(batch.events.len());
-        self.tally.dead_lettered += batch.events.len() as u64;
+        telemetry::events_dead_lettered(batch.encoded.len());
+        self.tally.dead_lettered += batch.encoded.len() as u64;
     }
 
     fn note(&self, operation: &'static str, result: Result<(), crate::ledger::LedgerError>) {
