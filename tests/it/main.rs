@@ -13,3 +13,5 @@ mod api_openapi;
 mod api_stream;
 mod cli;
 mod runners;
+mod crash;
+mod store;

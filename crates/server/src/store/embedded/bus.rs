@@ -114,6 +114,23 @@ impl Registry {
         Ok(exec)
     }
 
+    /// Records in memory that the durable subscription `name` of `execution_id` is
+    /// acknowledged up to `sequence` (written by the ledger), and wakes waiting publishers.
+    pub(super) fn acknowledged(&self, execution_id: Uuid, name: &str, sequence: u64) {
+        let Some(exec) = lock(&self.execs).get(&execution_id).cloned() else { return };
+        let wake = {
+            let mut st = lock(&exec.state);
+            if let Some(d) = st.durables.get_mut(name) {
+                d.acked = d.acked.max(sequence);
+                d.handed = d.handed.max(sequence);
+            }
+            st.waiting > 0
+        };
+        if wake {
+            exec.room.notify_waiters();
+        }
+    }
+
     /// Drops an ended execution nobody uses from memory (the file keeps it).
     fn evict_if_idle(&self, exec: &Arc<Exec>) {
         let mut execs = lock(&self.execs);

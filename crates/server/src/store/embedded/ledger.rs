@@ -49,6 +49,47 @@ impl EmbeddedLedger {
     {
         self.inner.call(move |ctx| f(ctx.conn)).await.map_err(|e| LedgerError::Backend(e.into()))
     }
+
+    /// Like [`Self::write`], then acknowledges the pair's events up to the sequence `f`
+    /// returns on its durable bus subscription, in the same commit.
+    ///
+    /// Delivery acknowledges a batch to the bus right after recording it delivered (or
+    /// dead-lettered); were the two separate commits, a crash between them would hand the
+    /// batch out again and delivery would send it under a new id. Done together, a restart
+    /// finds the batch either in flight (resent with its id) or acknowledged.
+    async fn write_and_ack<F>(&self, pair: PairKey, f: F) -> Result<(), LedgerError>
+    where
+        F: FnOnce(&Connection) -> Result<Option<u64>, EmbeddedError> + Send + 'static,
+    {
+        let name = pair.subscription_name();
+        let registry = Arc::clone(&self.inner.registry);
+        self.inner
+            .call_then(
+                move |ctx| {
+                    let Some(sequence) = f(ctx.conn)? else { return Ok(None) };
+                    ctx.conn
+                        .prepare_cached(
+                            "UPDATE subscriptions SET acked = max(acked, ?3),
+                                 handed = max(handed, ?3)
+                             WHERE execution_id = ?1 AND name = ?2",
+                        )?
+                        .execute(rusqlite::params![
+                            pair.execution_id.as_bytes().as_slice(),
+                            name,
+                            sequence as i64
+                        ])?;
+                    Ok(Some((name, sequence)))
+                },
+                move |acked| {
+                    if let Some((name, sequence)) = acked {
+                        registry.acknowledged(pair.execution_id, name, *sequence);
+                    }
+                },
+            )
+            .await
+            .map_err(|e| LedgerError::Backend(e.into()))
+            .map(|_| ())
+    }
 }
 
 /// Unix milliseconds of `t` (negative before the epoch).
@@ -82,21 +123,21 @@ fn ensure_stats(conn: &Connection, exec: &[u8], webhook: i64) -> rusqlite::Resul
     Ok(())
 }
 
-/// Removes the batch from those in flight; its event count if it was there.
+/// Removes the batch from those in flight; its event count and last sequence if it was there.
 fn close_batch(
     conn: &Connection,
     exec: &[u8],
     webhook: i64,
     batch_id: &str,
-) -> rusqlite::Result<Option<i64>> {
-    let count: Option<i64> = conn
+) -> rusqlite::Result<Option<(i64, u64)>> {
+    let closed: Option<(i64, i64)> = conn
         .prepare_cached(
             "DELETE FROM batches WHERE execution_id = ?1 AND webhook = ?2 AND batch_id = ?3
-             RETURNING event_count",
+             RETURNING event_count, last_sequence",
         )?
-        .query_row(rusqlite::params![exec, webhook, batch_id], |r| r.get(0))
+        .query_row(rusqlite::params![exec, webhook, batch_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if let Some(n) = count {
+    if let Some((n, _)) = closed {
         ensure_stats(conn, exec, webhook)?;
         conn.prepare_cached(
             "UPDATE pair_stats SET pending_events = max(pending_events - ?3, 0)
@@ -104,7 +145,7 @@ fn close_batch(
         )?
         .execute(rusqlite::params![exec, webhook, n])?;
     }
-    Ok(count)
+    Ok(closed.map(|(n, last)| (n, last as u64)))
 }
 
 fn reason_to_json(reason: &DeadLetterReason) -> Value {
@@ -246,15 +287,16 @@ impl Ledger for EmbeddedLedger {
     ) -> Result<(), LedgerError> {
         let (exec, webhook) = pair_params(pair);
         let batch_id = batch_id.as_str().to_owned();
-        self.write(move |conn| {
-            if let Some(n) = close_batch(conn, &exec, webhook, &batch_id)? {
-                conn.prepare_cached(
-                    "UPDATE pair_stats SET delivered_events = delivered_events + ?3
-                     WHERE execution_id = ?1 AND webhook = ?2",
-                )?
-                .execute(rusqlite::params![exec, webhook, n])?;
-            }
-            Ok(())
+        self.write_and_ack(*pair, move |conn| {
+            let Some((n, last)) = close_batch(conn, &exec, webhook, &batch_id)? else {
+                return Ok(None);
+            };
+            conn.prepare_cached(
+                "UPDATE pair_stats SET delivered_events = delivered_events + ?3
+                 WHERE execution_id = ?1 AND webhook = ?2",
+            )?
+            .execute(rusqlite::params![exec, webhook, n])?;
+            Ok(Some(last))
         })
         .await
     }
@@ -279,7 +321,8 @@ impl Ledger for EmbeddedLedger {
         let reason_text = letter.reason.to_string();
         let attempts = i64::from(letter.attempts);
         let at = to_millis(letter.at);
-        self.write(move |conn| {
+        let last = letter.sequences.iter().copied().max();
+        self.write_and_ack(letter.pair, move |conn| {
             close_batch(conn, &exec, webhook, &batch_id)?;
             conn.prepare_cached(
                 "INSERT INTO dead_letters (execution_id, webhook, batch_id, sequences, reason,
@@ -294,7 +337,7 @@ impl Ledger for EmbeddedLedger {
                  WHERE execution_id = ?1 AND webhook = ?2",
             )?
             .execute(rusqlite::params![exec, webhook, count, reason_text])?;
-            Ok(())
+            Ok(last)
         })
         .await
     }
