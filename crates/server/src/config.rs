@@ -611,15 +611,14 @@ pub fn resolve(
             }
             let mut config = CommandConfig::new(PathBuf::from(program), args.to_vec());
             config.timeout = match layers.get(Key::CommandTimeout) {
-                Some(raw) => parse_duration(&raw)?,
+                Some(raw) => match parse_duration(&raw)? {
+                    zero if zero.is_zero() => {
+                        return Err(raw.invalid("expected a duration above zero"))
+                    }
+                    timeout => timeout,
+                },
                 None => defaults::COMMAND_TIMEOUT,
             };
-            if config.timeout.is_zero() {
-                return Err(ConfigError::Invalid {
-                    origin: "command timeout 0".into(),
-                    reason: "expected a duration above zero".into(),
-                });
-            }
             config.concurrency = match layers.get(Key::CommandConcurrency) {
                 Some(raw) => raw
                     .text()?
@@ -651,17 +650,24 @@ pub fn resolve(
             },
         }),
     };
-    if !matches!(runner, RunnerConfig::Command(_)) {
-        for key in [Key::CommandTimeout, Key::CommandConcurrency, Key::CommandInputs] {
-            if let Some(raw) = layers.get(key) {
-                if matches!(raw.source, Source::Flag) {
-                    return Err(ConfigError::Missing(format!(
-                        "{} only applies to --runner command (the runner is {})",
-                        raw.name(),
-                        runner.name()
-                    )));
-                }
-            }
+    // A flag for another runner is a mistake worth stopping for; the same setting in the
+    // environment or a shared file is ignored.
+    let runner_flags: &[(Key, &str)] = &[
+        (Key::CommandTimeout, "command"),
+        (Key::CommandConcurrency, "command"),
+        (Key::CommandInputs, "command"),
+        (Key::DemoStepDelay, "demo"),
+    ];
+    for (key, owner) in runner_flags {
+        if *owner == runner.name() {
+            continue;
+        }
+        if let Some(raw) = layers.get(*key).filter(|raw| matches!(raw.source, Source::Flag)) {
+            return Err(ConfigError::Missing(format!(
+                "{} only applies to --runner {owner} (the runner is {})",
+                raw.name(),
+                runner.name()
+            )));
         }
     }
 
@@ -1003,6 +1009,26 @@ mod tests {
         let message = err(&flags, &EnvMap::new(), None);
         assert!(
             message.starts_with("--command-timeout only applies to --runner command"),
+            "{message}"
+        );
+        let flags = ServeArgs {
+            runner: Some("external".into()),
+            demo_step_delay: Some("0s".into()),
+            ..ServeArgs::default()
+        };
+        let message = err(&flags, &EnvMap::new(), None);
+        assert!(
+            message.starts_with("--demo-step-delay only applies to --runner demo"),
+            "{message}"
+        );
+        let flags = ServeArgs {
+            command: Some("true".into()),
+            command_timeout: Some("0s".into()),
+            ..ServeArgs::default()
+        };
+        let message = err(&flags, &EnvMap::new(), None);
+        assert!(
+            message.starts_with("invalid --command-timeout \"0s\": expected a duration above zero"),
             "{message}"
         );
         let flags = ServeArgs { command: Some("'unbalanced".into()), ..ServeArgs::default() };
