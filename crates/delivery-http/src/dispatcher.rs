@@ -93,8 +93,10 @@ impl Dispatcher {
             return Err(RedriveError::Empty);
         };
         let span = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
-        let events =
-            bus.read(key.execution_id, first - 1, span).await.map_err(RedriveError::Read)?;
+        let events = bus
+            .read(key.execution_id, first.saturating_sub(1), span)
+            .await
+            .map_err(RedriveError::Read)?;
         let mut body = BodyWriter::default();
         for event in events.iter().filter(|e| wanted.contains(&e.sequence)) {
             body.push(event).map_err(RedriveError::Encode)?;

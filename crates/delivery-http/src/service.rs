@@ -42,10 +42,12 @@ impl Clock {
         self.base_system + self.base_instant.elapsed()
     }
 
-    /// The tokio instant of wall-clock time `at` (now, if `at` has passed).
+    /// The tokio instant of wall-clock time `at` (now, if `at` has passed; at most a year
+    /// ahead, whatever a store holds).
     pub(crate) fn instant_at(&self, at: SystemTime) -> Instant {
-        let now = self.now();
-        Instant::now() + at.duration_since(now).unwrap_or(Duration::ZERO)
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+        let ahead = at.duration_since(self.now()).unwrap_or(Duration::ZERO).min(YEAR);
+        Instant::now() + ahead
     }
 
     pub(crate) fn unix_seconds(&self) -> i64 {
@@ -222,9 +224,9 @@ impl<'a> Delivery<'a> {
         batch.next_attempt_at = None;
         if let Decision::Retry { after } = decision {
             let delay = after.unwrap_or_else(|| shared.retry.backoff(batch.attempts));
-            let next = now + delay;
-            let age = next.duration_since(batch.formed_at).unwrap_or(Duration::ZERO);
-            if age > shared.retry.max_age {
+            let next = now.checked_add(delay);
+            let age = next.map(|n| n.duration_since(batch.formed_at).unwrap_or(Duration::ZERO));
+            if age.is_none_or(|age| age > shared.retry.max_age) {
                 let last = match &outcome {
                     AttemptOutcome::Status(s) => format!("status {s}"),
                     AttemptOutcome::Error { message, .. } => message.clone(),
@@ -234,7 +236,7 @@ impl<'a> Delivery<'a> {
                     last,
                 });
             } else {
-                batch.next_attempt_at = Some(next);
+                batch.next_attempt_at = next;
             }
         }
         let (status, error) = match &outcome {
