@@ -5,7 +5,7 @@
 //!
 //! Locating the binary: `CARGO_BIN_EXE_*` only exists for a package's own binaries, so
 //! [`hookstream`] runs `cargo build -p hookstream-server --bin hookstream` (a no-op when it is
-//! up to date; cargo does not hold its lock while tests run) and takes the path cargo reports.
+//! up to date; cargo does not hold its lock while tests run) through the crash test's helper.
 //! Children never inherit `HOOKSTREAM_*` variables from the test's environment.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -20,26 +20,9 @@ use hookstream_auth::signature::{sign, SigningSecret};
 /// How long a child gets to print a line or to exit.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The `hookstream` binary of this build profile, built if needed.
+/// The `hookstream` binary of this build, built on demand (shared with the store's tests).
 fn hookstream() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .args(["build", "--quiet", "-p", "hookstream-server", "--bin", "hookstream"])
-        .args(["--message-format", "json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let output = command.output().expect("run cargo build");
-    assert!(output.status.success(), "cargo build of the hookstream binary failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "hookstream")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the hookstream executable")
+    crate::crash::binary()
 }
 
 /// A command for the binary `bin` with a clean `HOOKSTREAM_*` environment.
