@@ -50,6 +50,7 @@ const LATENCY_EVENTS: usize = 2_000;
 /// Measured runs per throughput figure (after a warm-up); the median is reported.
 const RUNS: usize = 3;
 const TOKEN: &str = "bench-token";
+static REJECTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The stores the bench runs against.
 #[derive(Clone, Copy, Debug)]
@@ -230,7 +231,10 @@ impl Bench {
                 self.post(&format!("/executions/{id}/events"), body.clone()).await;
             match status {
                 StatusCode::ACCEPTED => return Instant::now(),
-                StatusCode::TOO_MANY_REQUESTS => tokio::task::yield_now().await,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    REJECTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await
+                }
                 other => panic!("ingest answered {other}: {}", String::from_utf8_lossy(&answer)),
             }
         }
@@ -376,6 +380,7 @@ async fn main() {
             ));
         }
     }
+    eprintln!("429s: {}", REJECTED.load(std::sync::atomic::Ordering::Relaxed));
     println!("## Server end to end\n");
     println!(
         "HTTP ingest (`POST /executions/{{id}}/events`, {PER_REQUEST} events per request, \

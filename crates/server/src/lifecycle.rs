@@ -268,15 +268,15 @@ impl AppState {
     pub(crate) async fn ingest(
         &self,
         execution: &Execution,
-        events: Vec<Value>,
+        events: Vec<IngestEvent>,
     ) -> Result<Published, ApiError> {
         let max = self.limits().max_ingest_events;
         if events.len() > max {
             return Err(ApiError::invalid("events", format!("at most {max} events per request")));
         }
         let mut drafts = Vec::with_capacity(events.len());
-        for (i, value) in events.into_iter().enumerate() {
-            drafts.push(ingest_draft(i, value)?);
+        for (i, event) in events.into_iter().enumerate() {
+            drafts.push(ingest_draft(i, event)?);
         }
         if execution.state.is_final() {
             return Err(ApiError::ExecutionEnded(execution.id.to_string()));
@@ -427,16 +427,8 @@ fn webhook_error(prefix: &str, error: WebhookError) -> ApiError {
 }
 
 /// Event `i` of an ingest body as a draft, or the error naming `events[i].<field>`.
-fn ingest_draft(i: usize, value: Value) -> Result<Draft, ApiError> {
+fn ingest_draft(i: usize, event: IngestEvent) -> Result<Draft, ApiError> {
     let prefix = format!("events[{i}]");
-    if !value.is_object() {
-        return Err(ApiError::InvalidEvent {
-            field: prefix,
-            message: "an event must be a JSON object".into(),
-        });
-    }
-    let event: IngestEvent = serde_json::from_value(value)
-        .map_err(|e| ApiError::InvalidEvent { field: prefix.clone(), message: e.to_string() })?;
     let draft = event.into_draft().map_err(|e| ApiError::InvalidEvent {
         field: join(&prefix, &e.field()),
         message: e.to_string(),
@@ -444,7 +436,9 @@ fn ingest_draft(i: usize, value: Value) -> Result<Draft, ApiError> {
     if draft.event_type.is_terminal() {
         return Err(ApiError::InvalidEvent {
             field: join(&prefix, "type"),
-            message: "crew_execution_completed is emitted by hookstream; end the execution with POST /executions/{id}/complete".into(),
+            message: "crew_execution_completed is emitted by hookstream; end the execution with \
+                      POST /executions/{id}/complete"
+                .into(),
         });
     }
     Ok(draft)

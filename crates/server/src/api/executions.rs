@@ -65,8 +65,17 @@ pub(super) async fn register(
 pub(super) async fn ingest(
     State(state): State<AppState>,
     Producer(execution): Producer,
-    JsonBody(body): JsonBody<IngestBody>,
+    body: Result<JsonBody<IngestBody>, ApiError>,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    // A malformed event (not an object, a field of the wrong JSON type) is an invalid event.
+    let JsonBody(body) = body.map_err(|e| match e {
+        ApiError::InvalidRequest { field: Some(field), message }
+            if field.starts_with("events[") =>
+        {
+            ApiError::InvalidEvent { field, message }
+        }
+        other => other,
+    })?;
     let published = state.ingest(&execution, body.events).await?;
     Ok((
         StatusCode::ACCEPTED,

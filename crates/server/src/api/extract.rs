@@ -72,12 +72,23 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses JSON into `T`: first into a JSON value (any syntax error, trailing bytes included,
-/// is 400 `invalid_json`), then into `T` (a wrong shape is 422 naming the field).
+/// Parses JSON into `T` in one pass. On failure, a body that is not JSON at all (any syntax
+/// error, trailing bytes included) is 400 `invalid_json`; valid JSON of the wrong shape is 422
+/// `invalid_request` naming the field.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    from_value(value, "")
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return ApiError::InvalidJson(syntax.to_string());
+        }
+        let path = e.path().to_string();
+        ApiError::InvalidRequest {
+            field: (path != ".").then_some(path),
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    Ok(value)
 }
 
 /// Deserializes an already parsed JSON value into `T`; errors name `prefix` + the path.

@@ -2,6 +2,7 @@
 //! answers. They exist only at the boundary; handlers turn them into validated domain types
 //! (`WebhookSpec`, drafts) before anything else sees them.
 
+use hookstream_events_core::ingest::IngestEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -51,10 +52,11 @@ pub(crate) struct BatchBody {
     pub(crate) max_bytes: Option<usize>,
 }
 
-/// `POST /executions/{id}/events`.
+/// `POST /executions/{id}/events`: parsed in one pass; each event's content is checked by
+/// `IngestEvent::into_draft`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct IngestBody {
-    pub(crate) events: Vec<Value>,
+    pub(crate) events: Vec<IngestEvent>,
 }
 
 /// `POST /executions/{id}/complete`.
