@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// Every benchmark, in the order of `docs/benchmarks.md`.
-const BENCHES: &[&str] = &["bus", "delivery", "server"];
+const BENCHES: &[&str] = &["bus", "delivery", "server", "store"];
 
 /// Runs the named benchmarks (all when none is named).
 pub(crate) fn run(root: &Path, names: &[String]) -> Result<()> {

@@ -1,0 +1,331 @@
+//! `cargo xtask bench store`: the embedded store (SQLite, WAL, group commit) against the
+//! memory store, end to end in the same run: HTTP ingest (`POST /executions/{id}/events`)
+//! → store → batched webhook delivery → a local sink server.
+//!
+//! Figures per store (memory, embedded with the default durability, embedded with
+//! `Durability::Fsync`) and payload (small synthetic events, the real crewAI mix of
+//! `crates/events-core/tests/fixtures/crewai-run.jsonl`): events/s from the first request to
+//! the sink holding every event, its ratio to the memory store, and the ingest latency (request
+//! sent → 202, i.e. the commit) p50/p99 under that load. The embedded stores live in a
+//! temporary dir on the disk of `std::env::temp_dir()`. Prints only its markdown section to
+//! stdout; progress goes to stderr.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use hookstream_server::runner::external::ExternalRunner;
+use hookstream_server::store::embedded::{Durability, EmbeddedConfig, EmbeddedStore};
+use hookstream_server::store::{MemoryStore, Store};
+use hookstream_server::ServerBuilder;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+/// Events per throughput run, over [`EXECUTIONS`] executions.
+const EVENTS: usize = 16_000;
+/// Executions ingesting in parallel.
+const EXECUTIONS: usize = 8;
+/// Events per ingest request.
+const PER_REQUEST: usize = 50;
+/// Measured runs per figure (after a warm-up); the median is reported.
+const RUNS: usize = 3;
+const TOKEN: &str = "bench-token";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Memory,
+    Embedded(Durability),
+}
+
+impl Kind {
+    const ALL: [Self; 3] =
+        [Self::Memory, Self::Embedded(Durability::Default), Self::Embedded(Durability::Fsync)];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Embedded(Durability::Fsync) => "embedded, fsync",
+            Self::Embedded(_) => "embedded (default)",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Payload {
+    Small,
+    CrewAi,
+}
+
+impl Payload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Small => "small synthetic",
+            Self::CrewAi => "crewAI run mix",
+        }
+    }
+
+    /// `n` events as ingest JSON objects (no ids: every copy is a new event).
+    fn events(self, n: usize) -> Vec<Value> {
+        match self {
+            Self::Small => (0..n)
+                .map(|i| json!({"type": "llm_stream_chunk", "data": {"chunk": "token", "n": i}}))
+                .collect(),
+            Self::CrewAi => {
+                let path = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../crates/events-core/tests/fixtures/crewai-run.jsonl"
+                );
+                let text = std::fs::read_to_string(path).expect("the crewAI fixture");
+                let run: Vec<Value> = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .filter_map(|l| {
+                        let mut v: Value = serde_json::from_str(l).expect("a fixture line");
+                        let object = v.as_object_mut().expect("an object");
+                        object.remove("id");
+                        (object["type"] != "crew_execution_completed").then_some(v)
+                    })
+                    .collect();
+                run.iter().cycle().take(n).cloned().collect()
+            }
+        }
+    }
+}
+
+/// Events the sink received, per execution.
+#[derive(Default)]
+struct Sink {
+    counts: Mutex<HashMap<Uuid, usize>>,
+    changed: Notify,
+}
+
+#[derive(serde::Deserialize)]
+struct SinkBody {
+    events: Vec<SinkEvent>,
+}
+
+#[derive(serde::Deserialize)]
+struct SinkEvent {
+    execution_id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+}
+
+async fn sink_handler(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
+    let Ok(body) = serde_json::from_slice::<SinkBody>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    {
+        let mut counts = sink.counts.lock().expect("sink lock");
+        for e in body.events.iter().filter(|e| e.event_type != "crew_execution_completed") {
+            *counts.entry(e.execution_id).or_default() += 1;
+        }
+    }
+    sink.changed.notify_waiters();
+    StatusCode::OK
+}
+
+impl Sink {
+    async fn wait_count(&self, id: Uuid, n: usize) {
+        loop {
+            let notified = self.changed.notified();
+            if self.counts.lock().expect("sink lock").get(&id).copied().unwrap_or(0) >= n {
+                return;
+            }
+            tokio::time::timeout(Duration::from_secs(120), notified).await.expect("sink stalled");
+        }
+    }
+}
+
+struct Bench {
+    addr: SocketAddr,
+    sink_url: String,
+    sink: Arc<Sink>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Bench {
+    async fn start(kind: Kind) -> Self {
+        let sink = Arc::new(Sink::default());
+        let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let sink_url = format!("http://{}/sink", sink_listener.local_addr().expect("addr"));
+        let app = Router::new().route("/sink", post(sink_handler)).with_state(Arc::clone(&sink));
+        tokio::spawn(async move { axum::serve(sink_listener, app).await });
+
+        let (store, dir): (Arc<dyn Store>, _) = match kind {
+            Kind::Memory => (Arc::new(MemoryStore::new()), None),
+            Kind::Embedded(durability) => {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                let config = EmbeddedConfig { durability, ..EmbeddedConfig::new(dir.path()) };
+                (Arc::new(EmbeddedStore::open(config).expect("open the store")), Some(dir))
+            }
+        };
+        let server = ServerBuilder::new()
+            .store(store)
+            .runner(Arc::new(ExternalRunner::new()))
+            .api_token(TOKEN)
+            .allow_target_cidrs(vec!["127.0.0.0/8".parse().expect("cidr")])
+            .build()
+            .expect("server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(server.serve(listener, std::future::pending()));
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self { addr, sink_url, sink, client, _dir: dir }
+    }
+
+    async fn post(&self, path: &str, body: Bytes) -> (StatusCode, Bytes) {
+        let request = Request::post(format!("http://{}{path}", self.addr))
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .expect("request");
+        let response = self.client.request(request).await.expect("an answer");
+        let status = response.status();
+        (status, response.into_body().collect().await.expect("body").to_bytes())
+    }
+
+    async fn register(&self) -> Uuid {
+        let webhook =
+            json!({"url": self.sink_url, "batch": {"max_events": 100, "max_wait_ms": 20}});
+        let (status, body) =
+            self.post("/executions", json!({"webhooks": webhook}).to_string().into()).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let body: Value = serde_json::from_slice(&body).expect("json");
+        body["execution_id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    async fn complete(&self, id: Uuid) {
+        let body = r#"{"state":"SUCCESS"}"#.into();
+        let (status, _) = self.post(&format!("/executions/{id}/complete"), body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Ingests one body (retrying on 429); returns the time to its 202.
+    async fn ingest(&self, id: Uuid, body: &Bytes) -> Duration {
+        let path = format!("/executions/{id}/events");
+        loop {
+            let sent = Instant::now();
+            let (status, answer) = self.post(&path, body.clone()).await;
+            match status {
+                StatusCode::ACCEPTED => return sent.elapsed(),
+                StatusCode::TOO_MANY_REQUESTS => tokio::task::yield_now().await,
+                other => panic!("ingest answered {other}: {}", String::from_utf8_lossy(&answer)),
+            }
+        }
+    }
+}
+
+/// One run: the time until the sink holds every event, and every request's ingest latency.
+async fn run(bench: &Arc<Bench>, bodies: &Arc<Vec<Bytes>>) -> (Duration, Vec<Duration>) {
+    let per = EVENTS / EXECUTIONS;
+    let mut ids = Vec::new();
+    for _ in 0..EXECUTIONS {
+        ids.push(bench.register().await);
+    }
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for &id in &ids {
+        let (bench, bodies) = (Arc::clone(bench), Arc::clone(bodies));
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(bodies.len());
+            for body in bodies.iter() {
+                latencies.push(bench.ingest(id, body).await);
+            }
+            bench.sink.wait_count(id, per).await;
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.expect("an ingest task"));
+    }
+    let elapsed = start.elapsed();
+    for id in ids {
+        bench.complete(id).await;
+    }
+    (elapsed, latencies)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut rows = Vec::new();
+    for payload in [Payload::Small, Payload::CrewAi] {
+        let events = payload.events(EVENTS / EXECUTIONS);
+        let bodies: Arc<Vec<Bytes>> = Arc::new(
+            events
+                .chunks(PER_REQUEST)
+                .map(|c| Bytes::from(json!({"events": c}).to_string()))
+                .collect(),
+        );
+        let mut memory_rate = None;
+        for kind in Kind::ALL {
+            eprintln!("store: {} store, {} payload", kind.name(), payload.name());
+            let bench = Arc::new(Bench::start(kind).await);
+            run(&bench, &bodies).await; // warm-up
+            let mut times = Vec::new();
+            let mut latencies = Vec::new();
+            for _ in 0..RUNS {
+                let (elapsed, l) = run(&bench, &bodies).await;
+                times.push(elapsed);
+                latencies.extend(l);
+            }
+            times.sort();
+            latencies.sort();
+            let median = times[times.len() / 2];
+            let rate = EVENTS as f64 / median.as_secs_f64();
+            let memory = *memory_rate.get_or_insert(rate);
+            rows.push(format!(
+                "| {} | {} | {} | {:.2} | {} / {} |",
+                payload.name(),
+                kind.name(),
+                common::thousands(rate as u64),
+                rate / memory,
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.99)),
+            ));
+        }
+    }
+    println!("## Embedded store\n");
+    println!(
+        "HTTP ingest ({PER_REQUEST} events per request, {EXECUTIONS} executions in parallel, \
+         each sending its requests one after another over keep-alive) → store → batched \
+         webhook delivery (`max_events` 100, `max_wait_ms` 20) → a local sink server, {EVENTS} \
+         events per run, median of {RUNS} runs; the clock stops when the sink holds every \
+         event. The embedded store against the memory store in the same run, with the default \
+         durability (`synchronous=NORMAL`: every answer after the commit reached the OS, \
+         survives `kill -9`) and with `Durability::Fsync` (`synchronous=FULL`: every answer \
+         after fsync). Ingest latency: request sent → 202 (the events committed), over every \
+         request of the measured runs. Target: the embedded store at ≥ 0.5 of the memory \
+         store's events/s.\n"
+    );
+    println!("| payload | store | events/s end to end | ratio to memory | ingest p50 / p99 ms |");
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
