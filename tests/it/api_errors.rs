@@ -371,3 +371,80 @@ async fn error_details_name_strategies_and_missing_inputs() {
     assert_eq!(unauthorized.headers[header::WWW_AUTHENTICATE], "Bearer");
     assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A memory store whose readiness check hangs or fails, as told.
+struct SickStore {
+    inner: hookstream_server::store::MemoryStore,
+    hang: bool,
+}
+
+#[async_trait::async_trait]
+impl hookstream_server::store::Store for SickStore {
+    fn bus(&self) -> std::sync::Arc<dyn hookstream_events_core::Bus> {
+        self.inner.bus()
+    }
+    fn ledger(&self) -> std::sync::Arc<dyn hookstream_delivery_http::Ledger> {
+        self.inner.ledger()
+    }
+    async fn delivery_stats(
+        &self,
+        pair: hookstream_delivery_http::PairKey,
+    ) -> Result<Option<hookstream_delivery_http::DeliveryStats>, StoreError> {
+        self.inner.delivery_stats(pair).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Err(StoreError::backend("disk on fire"))
+    }
+    async fn create_execution(&self, e: Execution) -> Result<(), StoreError> {
+        self.inner.create_execution(e).await
+    }
+    async fn execution(&self, id: uuid::Uuid) -> Result<Execution, StoreError> {
+        self.inner.execution(id).await
+    }
+    async fn mark_running(
+        &self,
+        id: uuid::Uuid,
+        at: hookstream_events_core::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.mark_running(id, at).await
+    }
+    async fn finish_execution(
+        &self,
+        id: uuid::Uuid,
+        completion: hookstream_server::store::Completion,
+    ) -> Result<hookstream_server::store::Finished, StoreError> {
+        self.inner.finish_execution(id, completion).await
+    }
+    async fn unfinished_executions(&self) -> Result<Vec<Execution>, StoreError> {
+        self.inner.unfinished_executions().await
+    }
+    async fn state_counts(&self) -> Result<hookstream_server::store::StateCounts, StoreError> {
+        self.inner.state_counts().await
+    }
+}
+
+use hookstream_server::store::{Execution, StoreError};
+
+/// The hanging store never answers, so the 100 ms timeout always fires (no timing race).
+#[tokio::test]
+async fn a_hanging_store_times_out_and_a_failing_one_is_not_ready() {
+    let hanging = SickStore { inner: Default::default(), hang: true };
+    let app = support::TestApp::new(
+        support::builder()
+            .store(std::sync::Arc::new(hanging))
+            .request_timeout(std::time::Duration::from_millis(100)),
+    );
+    let answer = app.get("/readyz").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.body["error"], "request_timeout");
+
+    let failing = SickStore { inner: Default::default(), hang: false };
+    let app = support::TestApp::new(support::builder().store(std::sync::Arc::new(failing)));
+    let answer = app.get("/readyz").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.body["error"], "unavailable");
+    assert!(!answer.body.to_string().contains("fire"), "a backend error leaked: {}", answer.body);
+}

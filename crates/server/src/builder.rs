@@ -159,7 +159,7 @@ impl ServerBuilder {
     }
 
     /// The base URL runners in other processes reach this server at (their ingest URL);
-    /// default: the listener's address in [`Server::serve`].
+    /// default: the listener's address in [`Server::serve`] (loopback for a wildcard one).
     pub fn public_url(mut self, url: Url) -> Self {
         self.public_url = Some(url);
         self
@@ -279,7 +279,14 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        if let Ok(addr) = listener.local_addr() {
+        if let Ok(mut addr) = listener.local_addr() {
+            // A wildcard listener is reached on loopback by runners on this host.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
             if let Ok(url) = Url::parse(&format!("http://{addr}")) {
                 let _ = self.state.inner().public_url.set(url);
             }
