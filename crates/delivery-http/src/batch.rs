@@ -56,14 +56,15 @@ impl Batcher {
     /// event would make its body pass `max_bytes`, and the batch holding this event when it
     /// reached `max_events`. A single event above `max_bytes` is a batch of its own. On an
     /// encoding error nothing changes.
+    /// `now` is asked only when a batch opens.
     pub(crate) fn push(
         &mut self,
         event: &Event,
-        now: Instant,
+        now: impl Fn() -> Instant,
         out: &mut Vec<Ready>,
     ) -> Result<(), serde_json::Error> {
         if self.open.is_empty() {
-            self.start(now);
+            self.start(now());
         }
         if let Err(e) = self.open.push(event) {
             if self.open.is_empty() {
@@ -74,7 +75,7 @@ impl Batcher {
         if self.open.len() > 1 && self.open.closed_len() > self.max_bytes {
             if let Some((sequence, json)) = self.open.pop() {
                 out.extend(self.take());
-                self.start(now);
+                self.start(now());
                 self.open.push_json(sequence, &json);
             }
         }
@@ -146,8 +147,8 @@ mod tests {
     fn realtime_sends_each_event_alone() {
         let mut b = Batcher::new(&Mode::Realtime);
         let mut out = Vec::new();
-        b.push(&ev(1, 10), Instant::now(), &mut out).unwrap();
-        b.push(&ev(2, 10), Instant::now(), &mut out).unwrap();
+        b.push(&ev(1, 10), Instant::now, &mut out).unwrap();
+        b.push(&ev(2, 10), Instant::now, &mut out).unwrap();
         assert_eq!(out.iter().map(|r| r.batch.len()).collect::<Vec<_>>(), [1, 1]);
         assert!(b.deadline().is_none());
     }
@@ -157,7 +158,7 @@ mod tests {
         let mut b = batched(10, 10_000);
         let mut out = Vec::new();
         assert_eq!(b.skip(1), Some(1));
-        b.push(&ev(2, 5), Instant::now(), &mut out).unwrap();
+        b.push(&ev(2, 5), Instant::now, &mut out).unwrap();
         assert_eq!(b.skip(3), None);
         let ready = b.take().unwrap();
         assert_eq!((ready.batch.len(), ready.ack_upto), (1, 3));
@@ -169,8 +170,8 @@ mod tests {
         let mut b = batched(10, 10_000);
         let t0 = Instant::now();
         let mut out = Vec::new();
-        b.push(&ev(1, 5), t0, &mut out).unwrap();
-        b.push(&ev(2, 5), t0 + Duration::from_millis(700), &mut out).unwrap();
+        b.push(&ev(1, 5), || t0, &mut out).unwrap();
+        b.push(&ev(2, 5), || t0 + Duration::from_millis(700), &mut out).unwrap();
         assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(1)));
         b.take();
         assert_eq!(b.deadline(), None);
@@ -191,7 +192,7 @@ mod tests {
             let events: Vec<Event> =
                 lens.iter().enumerate().map(|(i, len)| ev(i as u64 + 1, *len)).collect();
             for e in &events {
-                b.push(e, Instant::now(), &mut out).unwrap();
+                b.push(e, Instant::now, &mut out).unwrap();
             }
             out.extend(b.take());
             let seqs: Vec<u64> = out.iter().flat_map(|r| r.batch.sequences()).collect();

@@ -48,6 +48,8 @@ struct Pair {
     shared: Arc<Shared>,
     key: PairKey,
     config: WebhookConfig,
+    /// Called through `as_mut()`, straight on the backend's implementation (the forwarding
+    /// impl for `Box` would box every call's future a second time).
     sub: Box<dyn Subscription>,
     batcher: Batcher,
     gone: bool,
@@ -65,7 +67,7 @@ impl Pair {
         let mut ready = Vec::new();
         loop {
             let next = match self.batcher.deadline() {
-                None => self.sub.next().await,
+                None => self.sub.as_mut().next().await,
                 Some(deadline) if deadline <= Instant::now() => {
                     ready.extend(self.batcher.take());
                     Box::pin(self.flush(&mut ready)).await?;
@@ -73,7 +75,7 @@ impl Pair {
                 }
                 // `Subscription::next` is cancel-safe: dropping it loses no event. An event
                 // already there is taken without arming a timer (the common case under load).
-                Some(deadline) => match self.sub.next().now_or_never() {
+                Some(deadline) => match self.sub.as_mut().next().now_or_never() {
                     Some(next) => next,
                     None => tokio::select! {
                         biased;
@@ -82,14 +84,14 @@ impl Pair {
                             Box::pin(self.flush(&mut ready)).await?;
                             continue;
                         }
-                        next = self.sub.next() => next,
+                        next = self.sub.as_mut().next() => next,
                     },
                 },
             };
             let Some(next) = next else { break };
             let event = next.map_err(DeliveryError::Receive)?.event;
             if self.config.filter().matches(event.event_type.as_str()) {
-                match self.batcher.push(&event, Instant::now(), &mut ready) {
+                match self.batcher.push(&event, Instant::now, &mut ready) {
                     Ok(()) => {}
                     Err(e) => {
                         // Cannot happen for a well-formed event; never lose it silently.
@@ -98,7 +100,7 @@ impl Pair {
                     }
                 }
             } else if let Some(sequence) = self.batcher.skip(event.sequence) {
-                self.sub.ack(sequence).await.map_err(DeliveryError::Acknowledge)?;
+                self.sub.as_mut().ack(sequence).await.map_err(DeliveryError::Acknowledge)?;
             }
             if event.event_type.is_terminal() {
                 ready.extend(self.batcher.take());
@@ -121,7 +123,7 @@ impl Pair {
         for Ready { batch, ack_upto } in ready.drain(..) {
             let batch = Batch::new(batch, self.shared.clock.now());
             self.deliver(batch).await;
-            self.sub.ack(ack_upto).await.map_err(DeliveryError::Acknowledge)?;
+            self.sub.as_mut().ack(ack_upto).await.map_err(DeliveryError::Acknowledge)?;
         }
         Ok(())
     }
@@ -147,14 +149,14 @@ impl Pair {
         let mut delivery = Delivery::new(&self.shared, self.key, &self.config);
         delivery.dead_letter(&batch, reason).await;
         self.summary.dead_lettered_events += 1;
-        self.sub.ack(sequence).await.map_err(DeliveryError::Acknowledge)
+        self.sub.as_mut().ack(sequence).await.map_err(DeliveryError::Acknowledge)
     }
 
     /// Re-forms the batch `record` from the redelivered events and takes it on where it was.
     async fn resume(&mut self, record: BatchRecord) -> Result<(), DeliveryError> {
         let mut events = BodyWriter::default();
         let mut ack_upto = None;
-        while let Some(next) = self.sub.next().await {
+        while let Some(next) = self.sub.as_mut().next().await {
             let event = next.map_err(DeliveryError::Receive)?.event;
             if event.sequence > record.last_sequence && events.is_empty() {
                 // The batch was settled before the restart: nothing to resume. Handle this
@@ -166,6 +168,7 @@ impl Pair {
                     "in-flight batch of the ledger is already settled on the bus"
                 );
                 self.sub
+                    .as_mut()
                     .nack(event.sequence, std::time::Duration::ZERO)
                     .await
                     .map_err(DeliveryError::Acknowledge)?;
@@ -191,7 +194,7 @@ impl Pair {
         };
         self.deliver(batch).await;
         if let Some(sequence) = ack_upto {
-            self.sub.ack(sequence).await.map_err(DeliveryError::Acknowledge)?;
+            self.sub.as_mut().ack(sequence).await.map_err(DeliveryError::Acknowledge)?;
         }
         Ok(())
     }
