@@ -115,6 +115,10 @@ async fn stream_of_an_ended_execution_replays_after_the_query_and_ends() {
     let events: Vec<(&str, u64)> = messages.iter().map(|m| (m.event.as_str(), m.id)).collect();
     assert_eq!(events, [("c", 3), ("crew_execution_completed", 4)]);
 
+    // Resuming at the end of an ended execution ends at once.
+    let body = open(&app, &format!("/executions/{id}/stream"), Some("4")).await;
+    assert!(read_stream(body, |_| {}).await.is_empty());
+
     let bad = app
         .send(
             Request::builder()

@@ -20,6 +20,7 @@ use super::extract::{ExecutionId, QueryParams};
 use super::wire::ReplayQuery;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// Events per store read while replaying.
 const PAGE: usize = 500;
@@ -44,9 +45,10 @@ pub(super) async fn stream(
     };
     let (tx, rx) = mpsc::channel(BUFFER);
     let bus = Arc::clone(state.bus());
+    let store = Arc::clone(state.store());
     let shutdown = state.inner().shutdown.clone();
     tokio::spawn(async move {
-        let mut pump = Pump { bus, id, last: after, tx };
+        let mut pump = Pump { bus, store, id, last: after, tx };
         tokio::select! {
             () = pump.run() => {}
             () = shutdown.cancelled() => {}
@@ -57,6 +59,7 @@ pub(super) async fn stream(
 
 struct Pump {
     bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
     id: Uuid,
     /// The last sequence sent.
     last: u64,
@@ -72,6 +75,13 @@ enum Flow {
 impl Pump {
     async fn run(&mut self) {
         if let Flow::Done = self.catch_up(None).await {
+            return;
+        }
+        // Resumed at or past the end of an ended execution: nothing will come.
+        let ended = self.store.execution(self.id).await.is_ok_and(|e| e.state.is_final());
+        if ended {
+            // The terminal event may have been stored between the replay and this check.
+            self.catch_up(None).await;
             return;
         }
         let options = SubscribeOptions::live(self.id, Some(self.last));
