@@ -163,6 +163,11 @@ mod tests {
     use crate::token::IngestToken;
 
     #[tokio::test]
+    async fn memory_store_conforms() {
+        crate::store::conformance::check(Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
     async fn finish_publishes_the_terminal_event_once_and_then_conflicts() {
         let store = MemoryStore::new();
         let id = Uuid::new_v4();

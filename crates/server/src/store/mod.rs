@@ -31,6 +31,8 @@ use uuid::Uuid;
 use crate::token::IngestTokenHash;
 use crate::webhook::WebhookSpec;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod memory;
