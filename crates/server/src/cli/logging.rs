@@ -1,5 +1,5 @@
-//! Logging setup: a `tracing-subscriber` formatter, pretty or JSON, on stderr, filtered by
-//! `HOOKSTREAM_LOG` (else `RUST_LOG`, else `info`).
+//! Logging setup: a `tracing-subscriber` formatter, pretty or JSON, on stderr (colours only on a
+//! terminal), filtered by `HOOKSTREAM_LOG` (else `RUST_LOG`, else `info`).
 //!
 //! Installed once by the binary; the library only emits `tracing` events. No secret is ever
 //! a field of an event (tokens are masked types), so nothing here filters values.
@@ -44,7 +44,11 @@ pub fn init(format: LogFormat, env: &EnvMap) -> Result<(), LoggingError> {
         directives: directives.clone(),
         reason: e.to_string(),
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let result = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
