@@ -187,7 +187,7 @@ async fn every_bad_request_gets_its_status_and_code() {
             kickoff(hook(json!({"batch": {"max_events": 0}}))),
             422,
             "invalid_request",
-            Some("webhooks.batch"),
+            Some("webhooks.batch.max_events"),
         ),
         case(
             "oversize body",

@@ -104,7 +104,10 @@ impl AppState {
                 batch.max_wait_ms.unwrap_or(BatchSpec::DEFAULT_MAX_WAIT_MS),
                 batch.max_bytes.unwrap_or(BatchSpec::MAX_BYTES),
             )
-            .map_err(|e| ApiError::invalid(join(prefix, "batch"), e.to_string()))?;
+            .map_err(|e| {
+                let field = join(&join(prefix, "batch"), e.field().unwrap_or("."));
+                ApiError::invalid(field, e.to_string())
+            })?;
         }
         for (name, value) in body.headers.unwrap_or_default() {
             let Value::String(value) = value else {

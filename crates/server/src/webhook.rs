@@ -137,10 +137,10 @@ impl WebhookSpec {
 
     /// Reads back what [`WebhookSpec::to_json`] wrote.
     pub fn from_json(value: &Value) -> Result<Self, SpecError> {
-        let stored = StoredSpec::deserialize(value).map_err(|e| SpecError(e.to_string()))?;
-        let url = Url::parse(&stored.url).map_err(|e| SpecError(format!("url: {e}")))?;
-        let non_zero = |n: usize, field: &str| {
-            NonZeroUsize::new(n).ok_or_else(|| SpecError(format!("batch.{field} is 0")))
+        let stored = StoredSpec::deserialize(value).map_err(|e| SpecError::new(e.to_string()))?;
+        let url = Url::parse(&stored.url).map_err(|e| SpecError::at("url", e.to_string()))?;
+        let non_zero = |n: usize, field: &'static str| {
+            NonZeroUsize::new(n).ok_or_else(|| SpecError::at(field, "must not be 0"))
         };
         Ok(Self {
             url,
@@ -198,24 +198,31 @@ impl BatchSpec {
 
     /// Bounds from raw values, checked against the floors and ceilings above.
     pub fn new(max_events: usize, max_wait_ms: u64, max_bytes: usize) -> Result<Self, SpecError> {
-        let max_events =
-            NonZeroUsize::new(max_events).filter(|n| n.get() <= Self::MAX_EVENTS).ok_or_else(
-                || SpecError(format!("max_events must be between 1 and {}", Self::MAX_EVENTS)),
-            )?;
+        let max_events = NonZeroUsize::new(max_events)
+            .filter(|n| n.get() <= Self::MAX_EVENTS)
+            .ok_or_else(|| {
+                SpecError::at(
+                    "max_events",
+                    format!("max_events must be between 1 and {}", Self::MAX_EVENTS),
+                )
+            })?;
         if max_wait_ms > Self::MAX_WAIT_MS {
-            return Err(SpecError(format!(
-                "max_wait_ms must be at most {} (one hour)",
-                Self::MAX_WAIT_MS
-            )));
+            return Err(SpecError::at(
+                "max_wait_ms",
+                format!("max_wait_ms must be at most {} (one hour)", Self::MAX_WAIT_MS),
+            ));
         }
         let max_bytes = NonZeroUsize::new(max_bytes)
             .filter(|n| (Self::MIN_BYTES..=Self::MAX_BYTES).contains(&n.get()))
             .ok_or_else(|| {
-                SpecError(format!(
-                    "max_bytes must be between {} and {} (1 MiB)",
-                    Self::MIN_BYTES,
-                    Self::MAX_BYTES
-                ))
+                SpecError::at(
+                    "max_bytes",
+                    format!(
+                        "max_bytes must be between {} and {} (1 MiB)",
+                        Self::MIN_BYTES,
+                        Self::MAX_BYTES
+                    ),
+                )
             })?;
         Ok(Self { max_events, max_wait: Duration::from_millis(max_wait_ms), max_bytes })
     }
@@ -318,8 +325,26 @@ impl WebhookError {
 
 /// A stored webhook spec that could not be read back, or bounds out of range.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid webhook spec: {0}")]
-pub struct SpecError(String);
+#[error("{message}")]
+pub struct SpecError {
+    field: Option<&'static str>,
+    message: String,
+}
+
+impl SpecError {
+    fn new(message: impl Into<String>) -> Self {
+        Self { field: None, message: message.into() }
+    }
+
+    fn at(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field: Some(field), message: message.into() }
+    }
+
+    /// The field the error is about, when it is one (`max_events`, `max_wait_ms`, `max_bytes`).
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct StoredSpec {
