@@ -15,3 +15,4 @@ mod cli;
 mod runners;
 mod crash;
 mod store;
+mod api_deliveries;

@@ -1,0 +1,75 @@
+//! The deliveries view and redrive: a batch the receiver refuses is dead-lettered with its
+//! reason, later batches still go, and a redrive sends it again as a new batch.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{self, Receiver, Recorded, TestApp};
+
+async fn view_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = app.get(&format!("/executions/{id}/deliveries")).await;
+        assert_eq!(view.status, StatusCode::OK);
+        if done(&view.body["webhooks"][0]) {
+            return view.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries view never got there: {}",
+            view.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_shown_with_its_reason_and_redriven() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with([400]);
+    let app = support::demo_server();
+    let url = format!("{}?token=query-secret", receiver.url("/dl"));
+    let created =
+        app.post("/executions", json!({"webhooks": {"url": url, "realtime": true}})).await;
+    let id = created.body["execution_id"].as_str().unwrap().to_owned();
+    let events = format!("/executions/{id}/events");
+    assert_eq!(
+        app.post(&events, json!({"events": [{"type": "task_started"}]})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.post(&format!("/executions/{id}/complete"), json!({"state": "SUCCESS"})).await;
+    receiver.wait_for_terminal("/dl").await;
+
+    let view = view_until(&app, &id, |w| w["state"] == "completed").await;
+    let hook = &view["webhooks"][0];
+    assert_eq!(hook["url"], receiver.url("/dl"), "credentials or query shown");
+    assert!(!view.to_string().contains("query-secret"));
+    assert_eq!(hook["dead_lettered"], 1);
+    assert_eq!(hook["delivered"], 1);
+    assert_eq!(hook["last_status"], 200);
+    assert_eq!(hook["attempts"], 2);
+    let letter = &hook["dead_letters"][0];
+    assert_eq!(letter["sequences"], json!([1]));
+    assert_eq!(letter["reason"], "receiver answered 400");
+    assert_eq!(letter["attempts"], 1);
+    support::assert_timestamp_format(letter["at"].as_str().unwrap());
+
+    let redrive = app.post(&format!("/executions/{id}/deliveries/redrive"), json!({})).await;
+    assert_eq!(redrive.status, StatusCode::ACCEPTED, "{:?}", redrive.body);
+    assert_eq!(redrive.body["redriven_batches"], 1);
+    let requests = receiver.wait_until(Duration::from_secs(20), |reqs| reqs.len() >= 3).await;
+    let again: Vec<&Recorded> =
+        requests.iter().filter(|r| r.events().iter().any(|e| e["sequence"] == 1)).collect();
+    assert_eq!(again.len(), 2, "the dead letter was not sent again");
+    assert_ne!(
+        again[0].header("webhook-id"),
+        again[1].header("webhook-id"),
+        "a redrive is a new batch"
+    );
+    view_until(&app, &id, |w| {
+        w["dead_letters"].as_array().is_some_and(Vec::is_empty) && w["delivered"] == 2
+    })
+    .await;
+}
