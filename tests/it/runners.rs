@@ -117,10 +117,14 @@ exit 3
 }
 
 #[tokio::test]
-async fn a_run_past_the_timeout_is_killed_and_failed() {
+async fn a_run_past_the_timeout_is_killed_with_what_it_started_and_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let body = "echo '{\"type\": \"task_started\", \"data\": {}}'\nexec sleep 60";
-    let config = CommandConfig::new(script(dir.path(), "slow.sh", body), Vec::new())
+    let pid_file = dir.path().join("grandchild.pid");
+    let body = format!(
+        "echo '{{\"type\": \"task_started\", \"data\": {{}}}}'\nsleep 60 &\necho $! > '{}'\nwait",
+        pid_file.display()
+    );
+    let config = CommandConfig::new(script(dir.path(), "slow.sh", &body), Vec::new())
         .with_timeout(Duration::from_millis(300));
     let app = server(config);
     let id = app.kickoff(json!({"inputs": {}})).await;
@@ -133,6 +137,29 @@ async fn a_run_past_the_timeout_is_killed_and_failed() {
         .filter_map(|e| e["type"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(types, ["task_started", "crew_execution_completed"]);
+
+    // The script's own child (its process group) was killed too: gone, or a zombie awaiting
+    // its new parent, within a bounded wait.
+    #[cfg(target_os = "linux")]
+    {
+        let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let dead = match std::fs::read_to_string(&stat) {
+                Err(_) => true,
+                Ok(text) => text.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
+            };
+            if dead {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the script's child survived the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[tokio::test]

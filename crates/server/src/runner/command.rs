@@ -17,7 +17,8 @@
 //!   [`STDERR_TAIL_LINES`] lines and [`STDERR_TAIL_BYTES`] bytes).
 //! - A run longer than the timeout is killed and FAILED (`timed out after …`); at most
 //!   `concurrency` programs run at once, later kickoffs wait for a slot. Dropping the run
-//!   (shutdown) kills the program.
+//!   (shutdown) kills the program. On Unix the program runs in its own process group, and
+//!   a timeout or a drop kills the whole group (what a shell script started, too).
 //!
 //! This module does not retry, restart or sandbox the program.
 
@@ -152,7 +153,11 @@ impl Runner for CommandRunner {
 async fn run_program(config: &CommandConfig, ctx: &RunContext) -> RunOutcome {
     let inputs = Value::Object(ctx.inputs.clone()).to_string();
     let program = config.program.display().to_string();
-    let mut child = match Command::new(&config.program)
+    let mut command = Command::new(&config.program);
+    // Its own process group, so that a timeout or shutdown also ends what it started.
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = match command
         .args(&config.args)
         .env("HOOKSTREAM_INPUTS", &inputs)
         .env("HOOKSTREAM_EXECUTION_ID", ctx.execution_id.to_string())
@@ -170,6 +175,9 @@ async fn run_program(config: &CommandConfig, ctx: &RunContext) -> RunOutcome {
         }
     };
     tracing::debug!(execution_id = %ctx.execution_id, %program, "command started");
+    // Declared after `child`, so dropped before it: the group is killed while its leader is
+    // not yet reaped (its id cannot have been reused).
+    let mut group = GroupKill(child.id());
 
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -192,6 +200,8 @@ async fn run_program(config: &CommandConfig, ctx: &RunContext) -> RunOutcome {
             return RunOutcome::Failed { error: format!("waiting for {program}: {error}") }
         }
     };
+    // Reaped: its id may be reused from now on, so the group is left alone.
+    group.0 = None;
     let result = match events {
         Ok(result) => result,
         Err(error) => return RunOutcome::Failed { error },
@@ -206,6 +216,25 @@ async fn run_program(config: &CommandConfig, ctx: &RunContext) -> RunOutcome {
     };
     let error = if tail.is_empty() { how } else { format!("{how}: {tail}") };
     RunOutcome::Failed { error }
+}
+
+/// Kills the process group `.0` when dropped (unless cleared): a run that timed out or was
+/// dropped at shutdown ends with everything its program started.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.0 {
+            // `kill -KILL -- -<pgid>`: the way to signal a group without `unsafe`.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// Reads stdout to its end, publishing every event line. Returns the run's result so far
