@@ -100,13 +100,6 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
         RunnerConfig::Command(command) => Arc::new(CommandRunner::new(command.clone())),
         RunnerConfig::External => Arc::new(ExternalRunner::new()),
     };
-    let mut dispatcher = DispatcherConfig::default();
-    if let Some(path) = &config.extra_ca {
-        let pem = tokio::fs::read(path)
-            .await
-            .map_err(|source| RunError::ExtraCa { path: path.display().to_string(), source })?;
-        dispatcher.extra_ca_pem = Some(pem);
-    }
     let mut builder = ServerBuilder::new()
         .store(store)
         .runner(runner)
