@@ -76,6 +76,14 @@ impl RunError {
 /// Runs the service until SIGTERM or SIGINT, then shuts down gracefully (stop accepting, end
 /// streams, end running executions, flush deliveries within the grace period).
 pub async fn run(config: ServeConfig) -> Result<(), RunError> {
+    // Files the configuration names are read before anything is written.
+    let mut dispatcher = DispatcherConfig::default();
+    if let Some(path) = &config.extra_ca {
+        let pem = tokio::fs::read(path)
+            .await
+            .map_err(|source| RunError::ExtraCa { path: path.display().to_string(), source })?;
+        dispatcher.extra_ca_pem = Some(pem);
+    }
     let (token, source) =
         api_token::resolve(config.api_token.clone(), &config.data_dir).map_err(RunError::Token)?;
     let token_file = config.data_dir.join(api_token::FILE_NAME);
