@@ -116,7 +116,8 @@ impl Store for MemoryStore {
         slot.finishing = false;
         match published {
             Ok(published) => {
-                slot.execution = record.completed(&completion);
+                // From the slot, not `record`: a concurrent mark_running may have changed it.
+                slot.execution = slot.execution.clone().completed(&completion);
                 Ok(Finished::new(slot.execution.clone(), published.last_sequence))
             }
             Err(error) => Err(StoreError::from_publish(id, error)),
