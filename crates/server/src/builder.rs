@@ -119,7 +119,8 @@ impl ServerBuilder {
         self
     }
 
-    /// The auth strategy registry (default: [`Registry::with_builtins`]).
+    /// The auth strategy registry (default: [`Registry::with_builtins`]). Replaces the
+    /// registry, strategies added before with [`ServerBuilder::auth_strategy`] included.
     pub fn auth_registry(mut self, registry: Registry) -> Self {
         self.registry = registry;
         self
