@@ -370,6 +370,35 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_no_credentials_query_or_header_values() {
+        #[derive(Debug)]
+        struct Secretless;
+        #[async_trait::async_trait]
+        impl AuthStrategy for Secretless {
+            fn name(&self) -> &str {
+                "test"
+            }
+            async fn authenticate(
+                &self,
+                _: &mut hookstream_auth::OutgoingRequest<'_>,
+            ) -> Result<(), hookstream_auth::AuthError> {
+                Ok(())
+            }
+        }
+        let url = Url::parse("https://u:pw-secret@example.com/h?token=query-secret").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("header-secret"));
+        let config =
+            WebhookConfig::new(url, Arc::new(Secretless)).unwrap().with_headers(headers).unwrap();
+        let debug = format!("{config:?}");
+        for secret in ["pw-secret", "query-secret", "header-secret"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("https://example.com/h") && debug.contains("x-api-key"));
+        assert_eq!(config.redacted_url(), "https://example.com/h");
+    }
+
+    #[test]
     fn refuses_non_http_schemes() {
         let url = Url::parse("ftp://example.com/").unwrap();
         assert!(matches!(check_url_shape(&url), Err(ConfigError::UnsupportedScheme { .. })));

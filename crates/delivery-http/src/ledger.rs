@@ -282,6 +282,22 @@ pub enum LedgerError {
 ///
 /// Failures of every method but [`Ledger::dead_lettered`] are logged and delivery goes on; a
 /// dead letter is retried until recorded, since its events are acknowledged right after.
+///
+/// # Order of calls for one batch
+///
+/// `batch_formed` → (`attempt_finished`)+ → one of `batch_delivered`, `batch_split` (its
+/// halves are then formed in turn), `dead_lettered`; then delivery acknowledges the bus up to
+/// the batch's last sequence (or further, over events the filter skipped). A store may
+/// acknowledge in the same transaction as `batch_delivered`/`dead_lettered`; the later
+/// acknowledgement by delivery is then a no-op.
+///
+/// # Figures for `GET /executions/{id}/deliveries`
+///
+/// [`MemoryLedger::stats`] shows what a store computes from these calls: delivered events
+/// (sum of `event_count` of delivered batches), pending (of formed, still open batches),
+/// dead-lettered (sum of dead letters' `sequences`), attempts (count of `attempt_finished`),
+/// the last status and error, the state (`webhook_gone` → gone, `pair_completed` →
+/// completed) and the dead letters not redriven.
 #[async_trait]
 pub trait Ledger: Send + Sync + fmt::Debug + 'static {
     /// A batch was formed (also each half of a split batch, when its turn comes).
