@@ -99,7 +99,9 @@ fn bodies(drafts: &[Draft], per: usize) -> Vec<Bytes> {
         drafts.iter().enumerate().map(|(i, d)| d.clone().into_event(id, i as u64 + 1)).collect();
     events
         .chunks(per)
-        .map(|c| Bytes::from(serde_json::to_vec(&serde_json::json!({ "events": c })).expect("json")))
+        .map(|c| {
+            Bytes::from(serde_json::to_vec(&serde_json::json!({ "events": c })).expect("json"))
+        })
         .collect()
 }
 
@@ -294,7 +296,9 @@ async fn latency(mix: Mix, rate: u64, events: usize) -> (Duration, Duration) {
     let ids: Vec<Uuid> = (0..PAIRS).map(|_| Uuid::now_v7()).collect();
     let handles: Vec<_> = ids
         .iter()
-        .map(|id| dispatcher.spawn(bus.clone() as Arc<dyn Bus>, PairKey::new(*id, 0), config.clone()))
+        .map(|id| {
+            dispatcher.spawn(bus.clone() as Arc<dyn Bus>, PairKey::new(*id, 0), config.clone())
+        })
         .collect();
     let mut source = drafts(mix, events + 1);
     source.pop();
@@ -337,7 +341,9 @@ async fn idle_memory() -> u64 {
     let before = resident_bytes();
     let handles: Vec<_> = ids
         .iter()
-        .map(|id| dispatcher.spawn(bus.clone() as Arc<dyn Bus>, PairKey::new(*id, 0), config.clone()))
+        .map(|id| {
+            dispatcher.spawn(bus.clone() as Arc<dyn Bus>, PairKey::new(*id, 0), config.clone())
+        })
         .collect();
     // Let every task open its subscription and park on it.
     tokio::time::sleep(Duration::from_millis(1000)).await;
