@@ -72,23 +72,30 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses JSON into `T` in one pass. On failure, a body that is not JSON at all (any syntax
-/// error, trailing bytes included) is 400 `invalid_json`; valid JSON of the wrong shape is 422
-/// `invalid_request` naming the field.
+/// Parses JSON into `T` in one pass. Only on failure is the body looked at again: a body
+/// that is not JSON at all (any syntax error, trailing bytes included) is 400 `invalid_json`;
+/// valid JSON of the wrong shape is 422 `invalid_request` naming the field (found by a second,
+/// path-tracking parse, so the success path pays nothing for it).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let error = match serde_json::from_slice(bytes) {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::InvalidJson(syntax.to_string()));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            return ApiError::InvalidJson(syntax.to_string());
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) => {
+            let path = e.path().to_string();
+            Err(ApiError::InvalidRequest {
+                field: (path != ".").then_some(path),
+                message: e.into_inner().to_string(),
+            })
         }
-        let path = e.path().to_string();
-        ApiError::InvalidRequest {
-            field: (path != ".").then_some(path),
-            message: e.into_inner().to_string(),
-        }
-    })?;
-    de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    Ok(value)
+        // Unreachable in practice (the same input failed above); report the first error.
+        Ok(_) => Err(ApiError::InvalidRequest { field: None, message: error.to_string() }),
+    }
 }
 
 /// Deserializes an already parsed JSON value into `T`; errors name `prefix` + the path.
