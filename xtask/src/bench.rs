@@ -1,6 +1,6 @@
 //! `cargo xtask bench [name...]`: runs the benchmark binaries of the `tests` crate
 //! (`tests/benches/<name>.rs`, `harness = false`), prints what each prints (a markdown section
-//! opening with `## `), and writes them all to `docs/benchmarks.md` with the machine and date.
+//! opening with `## `), and merges them into `docs/benchmarks.md` by heading, with the machine and date.
 
 use std::fs;
 use std::path::Path;
@@ -23,7 +23,9 @@ pub(crate) fn run(root: &Path, names: &[String]) -> Result<()> {
         }
         names.iter().map(String::as_str).collect()
     };
-    let mut sections = Vec::new();
+    let path = root.join("docs/benchmarks.md");
+    let previous = fs::read_to_string(&path).unwrap_or_default();
+    let mut sections = split_sections(&previous);
     for name in selected {
         eprintln!("$ cargo bench -p hookstream-tests --bench {name}");
         let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -37,18 +39,39 @@ pub(crate) fn run(root: &Path, names: &[String]) -> Result<()> {
         }
         let text = String::from_utf8(out.stdout).context("bench output is not UTF-8")?;
         println!("{text}");
-        sections.push(text);
+        for (title, body) in split_sections(&text) {
+            match sections.iter_mut().find(|(t, _)| *t == title) {
+                Some(slot) => slot.1 = body,
+                None => sections.push((title, body)),
+            }
+        }
     }
     let header = format!(
-        "# Benchmarks\n\nWritten by `cargo xtask bench`. Machine: {}. Date: {}.\n\
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (a run of some benchmarks replaces their \
+         sections and keeps the others). Machine: {}. Last run: {}.\n\
          Every figure is beside a baseline measured in the same run; read the ratios, the \
-         absolute numbers move with the machine's load.\n\n",
+         absolute numbers move with the machine's load.\n",
         machine(),
         command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     );
-    fs::write(root.join("docs/benchmarks.md"), header + &sections.join("\n"))?;
+    let body: String = sections.iter().map(|(t, b)| format!("\n{t}\n{b}")).collect();
+    fs::write(&path, header + &body)?;
     eprintln!("wrote docs/benchmarks.md");
     Ok(())
+}
+
+/// The `## ` sections of a markdown text, each as (heading line, body), in order.
+fn split_sections(text: &str) -> Vec<(String, String)> {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            sections.push((line.to_owned(), String::new()));
+        } else if let Some((_, body)) = sections.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    sections
 }
 
 fn machine() -> String {
