@@ -282,21 +282,30 @@ async fn main() {
                 .map(|c| Bytes::from(json!({"events": c}).to_string()))
                 .collect(),
         );
-        let mut memory_rate = None;
+        // The stores take turns, run by run, so that a change in the machine's load touches
+        // them alike.
+        let mut benches = Vec::new();
         for kind in Kind::ALL {
-            eprintln!("store: {} store, {} payload", kind.name(), payload.name());
-            let bench = Arc::new(Bench::start(kind).await);
-            run(&bench, &bodies).await; // warm-up
-            let mut times = Vec::new();
-            let mut latencies = Vec::new();
-            for _ in 0..RUNS {
-                let (elapsed, l) = run(&bench, &bodies).await;
-                times.push(elapsed);
-                latencies.extend(l);
+            benches.push((kind, Arc::new(Bench::start(kind).await)));
+        }
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); benches.len()];
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); benches.len()];
+        for round in 0..=RUNS {
+            for (i, (kind, bench)) in benches.iter().enumerate() {
+                eprintln!("store: {} payload, {} store, run {round}", payload.name(), kind.name());
+                let (elapsed, l) = run(bench, &bodies).await;
+                if round > 0 {
+                    // Round 0 warms up.
+                    times[i].push(elapsed);
+                    latencies[i].extend(l);
+                }
             }
-            times.sort();
-            latencies.sort();
-            let median = times[times.len() / 2];
+        }
+        let mut memory_rate = None;
+        for (i, (kind, _)) in benches.iter().enumerate() {
+            times[i].sort();
+            latencies[i].sort();
+            let median = times[i][times[i].len() / 2];
             let rate = EVENTS as f64 / median.as_secs_f64();
             let memory = *memory_rate.get_or_insert(rate);
             rows.push(format!(
@@ -305,8 +314,8 @@ async fn main() {
                 kind.name(),
                 common::thousands(rate as u64),
                 rate / memory,
-                ms(percentile(&latencies, 0.5)),
-                ms(percentile(&latencies, 0.99)),
+                ms(percentile(&latencies[i], 0.5)),
+                ms(percentile(&latencies[i], 0.99)),
             ));
         }
     }
@@ -315,7 +324,7 @@ async fn main() {
         "HTTP ingest ({PER_REQUEST} events per request, {EXECUTIONS} executions in parallel, \
          each sending its requests one after another over keep-alive) → store → batched \
          webhook delivery (`max_events` 100, `max_wait_ms` 20) → a local sink server, {EVENTS} \
-         events per run, median of {RUNS} runs; the clock stops when the sink holds every \
+         events per run, median of {RUNS} runs (the stores take turns run by run); the clock stops when the sink holds every \
          event. The embedded store against the memory store in the same run, with the default \
          durability (`synchronous=NORMAL`: every answer after the commit reached the OS, \
          survives `kill -9`) and with `Durability::Fsync` (`synchronous=FULL`: every answer \

@@ -386,11 +386,15 @@ async fn every_acknowledged_event_survives_kill_9_and_arrives_in_order() {
                 queues[execution] = left;
             }
         }
-        if round == 1 {
-            target.set_up(true);
-        }
         if round < KILLS {
             server = Hookstream::start(&bin, &data, &log).await;
+        }
+        if round == 1 {
+            // Down until it has refused something (pending batches are retried), then up.
+            target
+                .wait_until(Duration::from_secs(30), |got| got.iter().any(|g| g.status != 200))
+                .await;
+            target.set_up(true);
         }
         eprintln!("crash test: round {round} done at {:?}", started.elapsed());
     }

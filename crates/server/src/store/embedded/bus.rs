@@ -11,7 +11,7 @@
 //! handed out is written at every acknowledgement and when the subscription closes, so that
 //! what comes back after a restart is marked `redelivered`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -31,7 +31,7 @@ use super::writer::{now_millis, Ctx, Done, Failure, Inner};
 use super::EmbeddedError;
 
 /// Newest events kept in memory per execution while a subscription is open.
-const RECENT: usize = 512;
+const RECENT: usize = 4096;
 
 /// Events a subscription takes per read (from memory or from the file).
 const PAGE: u64 = 256;
@@ -226,6 +226,8 @@ pub(super) trait PublishHook: Send + Sync + 'static {
     fn check(&self, conn: &Connection) -> Result<bool, EmbeddedError>;
     /// Runs after the events were inserted, before the commit.
     fn stored(&self, conn: &Connection, last_sequence: u64) -> Result<(), EmbeddedError>;
+    /// Runs after the commit (in the writer thread), before the publisher is answered.
+    fn committed(&self) {}
 }
 
 /// What a publish did in the writer.
@@ -270,23 +272,31 @@ fn plan_publish(
     let exec = ctx.registry.load(ctx.conn, execution_id)?;
     let tail = ctx.overlay.get(&execution_id).copied().unwrap_or_else(|| exec.tail());
     let key = execution_id.as_bytes().as_slice();
-    let mut exists =
-        ctx.conn.prepare_cached("SELECT 1 FROM events WHERE execution_id = ?1 AND id = ?2")?;
-    let mut seen = (drafts.len() > 16).then(|| HashSet::with_capacity(drafts.len()));
+    // Inserted optimistically: the unique index `events_id` tells duplicates (within the batch
+    // too) in the same lookup. A refusal below returns a plan the job does not keep, and its
+    // savepoint takes the rows back.
+    let mut insert = ctx.conn.prepare_cached(
+        "INSERT INTO events (execution_id, sequence, id, type, timestamp, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (execution_id, id) DO NOTHING",
+    )?;
     let mut seqs = vec![None; drafts.len()];
     let mut new = 0u64;
     let mut terminal = false;
-    for (i, draft) in drafts.iter().enumerate() {
-        let earlier = match seen.as_mut() {
-            Some(set) => !set.insert(draft.id),
-            None => drafts[..i].iter().any(|d| d.id == draft.id),
-        };
-        if earlier || exists.exists(rusqlite::params![key, draft.id.as_bytes().as_slice()])? {
-            continue;
+    for ((draft, data), seq) in drafts.iter().zip(data).zip(seqs.iter_mut()) {
+        let next = tail.last + new + 1;
+        let inserted = insert.execute(rusqlite::params![
+            key,
+            next as i64,
+            draft.id.as_bytes().as_slice(),
+            draft.event_type.as_str(),
+            draft.timestamp.unix_millis(),
+            data,
+        ])?;
+        if inserted > 0 {
+            new += 1;
+            *seq = Some(next);
+            terminal |= draft.event_type.is_terminal();
         }
-        new += 1;
-        seqs[i] = Some(tail.last + new);
-        terminal |= draft.event_type.is_terminal();
     }
     let duplicates = drafts.len() as u64 - new;
     if new == 0 {
@@ -304,21 +314,6 @@ fn plan_publish(
             drop(st);
             return Ok(Planned::Full { exec, new });
         }
-    }
-    let mut insert = ctx.conn.prepare_cached(
-        "INSERT INTO events (execution_id, sequence, id, type, timestamp, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for ((draft, data), seq) in drafts.iter().zip(data).zip(&seqs) {
-        let Some(seq) = seq else { continue };
-        insert.execute(rusqlite::params![
-            key,
-            *seq as i64,
-            draft.id.as_bytes().as_slice(),
-            draft.event_type.as_str(),
-            draft.timestamp.unix_millis(),
-            data,
-        ])?;
     }
     let last = tail.last + new;
     let ended_at = terminal.then(now_millis);
@@ -384,6 +379,9 @@ impl EmbeddedBus {
                             Reply::Refused(PublishError::Backend { drafts, source: e.into() })
                         }
                         (Ok(()), Ok(Planned::Stored { exec, seqs, tail, published })) => {
+                            if let Some(hook) = &hook {
+                                hook.committed();
+                            }
                             exec.committed(tail, || {
                                 drafts
                                     .into_iter()

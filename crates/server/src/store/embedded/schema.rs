@@ -236,6 +236,14 @@ pub(super) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the connection that runs checkpoints.
+pub(super) fn open_checkpointer(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
 /// Runs the migrations the database lacks, each in its own transaction with its version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let current = user_version(conn)?;

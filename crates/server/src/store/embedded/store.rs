@@ -113,6 +113,9 @@ fn read_execution(
 
 /// Records the final state in the step that publishes the terminal event.
 struct Finish {
+    /// The record as finished, for the cache.
+    finished: Execution,
+    inner: Arc<super::writer::Inner>,
     id: Uuid,
     state: &'static str,
     result: String,
@@ -146,6 +149,50 @@ impl PublishHook for Finish {
         ])?;
         Ok(())
     }
+
+    fn committed(&self) {
+        self.inner.cache.update(self.id, |e| *e = self.finished.clone());
+    }
+}
+
+/// Executions recently read or written, so that the hot paths (every ingest request reads its
+/// execution and marks it running) need neither the file nor the writer.
+///
+/// Coherent because it changes only in the writer thread: misses are read there (in order
+/// with writes), and writes update it after their commit. Cleared whole when it grows past
+/// [`CACHED`].
+#[derive(Default)]
+pub(super) struct Cache {
+    executions: std::sync::Mutex<std::collections::HashMap<Uuid, Execution>>,
+}
+
+/// Executions cached at most.
+const CACHED: usize = 4096;
+
+impl Cache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, Execution>> {
+        self.executions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, id: Uuid) -> Option<Execution> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Writer thread only.
+    fn put(&self, execution: Execution) {
+        let mut map = self.lock();
+        if map.len() >= CACHED && !map.contains_key(&execution.id) {
+            map.clear();
+        }
+        map.insert(execution.id, execution);
+    }
+
+    /// Writer thread only: changes a cached execution (nothing when it is not cached).
+    fn update(&self, id: Uuid, change: impl FnOnce(&mut Execution)) {
+        if let Some(execution) = self.lock().get_mut(&id) {
+            change(execution);
+        }
+    }
 }
 
 /// The store's inner result: a domain refusal or a value.
@@ -158,6 +205,15 @@ impl EmbeddedStore {
         F: FnOnce(&Connection) -> Answer<T> + Send + 'static,
     {
         self.inner.call(move |ctx| f(ctx.conn)).await.map_err(backend)?
+    }
+
+    async fn write_then<T, F, G>(&self, f: F, then: G) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Answer<T> + Send + 'static,
+        G: FnOnce(&Result<T, StoreError>) + Send + 'static,
+    {
+        self.inner.call_then(move |ctx| f(ctx.conn), then).await.map_err(backend)?
     }
 
     async fn read_with<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -197,68 +253,101 @@ impl Store for EmbeddedStore {
         let inputs = json_text(&execution.inputs)?;
         let meta = json_text(&execution.meta)?;
         let result = json_text(&execution.result)?;
-        self.write(move |conn| {
-            let key = execution.id.as_bytes().as_slice();
-            let taken =
-                conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?.exists([key])?;
-            if taken {
-                return Ok(Err(StoreError::AlreadyExists(execution.id)));
-            }
-            conn.prepare_cached(
-                "INSERT INTO executions (id, runner, external, inputs, meta, ingest_token_hash,
+        let inner = Arc::clone(&self.inner);
+        let record = execution.clone();
+        self.write_then(
+            move |conn| {
+                let key = execution.id.as_bytes().as_slice();
+                let taken =
+                    conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?.exists([key])?;
+                if taken {
+                    return Ok(Err(StoreError::AlreadyExists(execution.id)));
+                }
+                conn.prepare_cached(
+                    "INSERT INTO executions (id, runner, external, inputs, meta, ingest_token_hash,
                      state, result, error, execution_time, created_at, started_at, finished_at,
                      undelivered)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?
-            .execute(rusqlite::params![
-                key,
-                execution.runner,
-                execution.external,
-                inputs,
-                meta,
-                execution.ingest_token.as_bytes().as_slice(),
-                execution.state.as_str(),
-                result,
-                execution.error,
-                execution.execution_time,
-                execution.created_at.unix_millis(),
-                ts_millis(execution.started_at),
-                ts_millis(execution.finished_at),
-                specs.len() as i64,
-            ])?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO webhooks (execution_id, idx, spec) VALUES (?1, ?2, ?3)",
-            )?;
-            for (i, spec) in specs.iter().enumerate() {
-                insert.execute(rusqlite::params![key, i as i64, spec])?;
-            }
-            Ok(Ok(()))
-        })
+                )?
+                .execute(rusqlite::params![
+                    key,
+                    execution.runner,
+                    execution.external,
+                    inputs,
+                    meta,
+                    execution.ingest_token.as_bytes().as_slice(),
+                    execution.state.as_str(),
+                    result,
+                    execution.error,
+                    execution.execution_time,
+                    execution.created_at.unix_millis(),
+                    ts_millis(execution.started_at),
+                    ts_millis(execution.finished_at),
+                    specs.len() as i64,
+                ])?;
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO webhooks (execution_id, idx, spec) VALUES (?1, ?2, ?3)",
+                )?;
+                for (i, spec) in specs.iter().enumerate() {
+                    insert.execute(rusqlite::params![key, i as i64, spec])?;
+                }
+                Ok(Ok(()))
+            },
+            move |created| {
+                if created.is_ok() {
+                    inner.cache.put(record);
+                }
+            },
+        )
         .await
     }
 
     async fn execution(&self, id: Uuid) -> Result<Execution, StoreError> {
-        self.read_with(move |conn, sealer| read_execution(conn, sealer, id))
-            .await?
-            .ok_or(StoreError::NotFound(id))
+        if let Some(execution) = self.inner.cache.get(id) {
+            return Ok(execution);
+        }
+        // A miss is read in the writer thread, in order with the writes that update the cache.
+        let inner = Arc::clone(&self.inner);
+        self.write(move |conn| {
+            let found = read_execution(conn, &inner.sealer, id);
+            if let Ok(Some(execution)) = &found {
+                inner.cache.put(execution.clone());
+            }
+            Ok(found.and_then(|e| e.ok_or(StoreError::NotFound(id))))
+        })
+        .await
     }
 
     async fn mark_running(&self, id: Uuid, at: Timestamp) -> Result<bool, StoreError> {
-        self.write(move |conn| {
-            let key = id.as_bytes().as_slice();
-            let moved = conn
-                .prepare_cached(
-                    "UPDATE executions SET state = 'RUNNING', started_at = ?2
+        if self.inner.cache.get(id).is_some_and(|e| e.state != ExecutionState::Pending) {
+            return Ok(false);
+        }
+        let inner = Arc::clone(&self.inner);
+        self.write_then(
+            move |conn| {
+                let key = id.as_bytes().as_slice();
+                let moved = conn
+                    .prepare_cached(
+                        "UPDATE executions SET state = 'RUNNING', started_at = ?2
                      WHERE id = ?1 AND state = 'PENDING'",
-                )?
-                .execute(rusqlite::params![key, at.unix_millis()])?;
-            if moved > 0 {
-                return Ok(Ok(true));
-            }
-            let exists =
-                conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?.exists([key])?;
-            Ok(if exists { Ok(false) } else { Err(StoreError::NotFound(id)) })
-        })
+                    )?
+                    .execute(rusqlite::params![key, at.unix_millis()])?;
+                if moved > 0 {
+                    return Ok(Ok(true));
+                }
+                let exists =
+                    conn.prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?.exists([key])?;
+                Ok(if exists { Ok(false) } else { Err(StoreError::NotFound(id)) })
+            },
+            move |moved| {
+                if let Ok(true) = moved {
+                    inner.cache.update(id, |e| {
+                        e.state = ExecutionState::Running;
+                        e.started_at = Some(at);
+                    });
+                }
+            },
+        )
         .await
     }
 
@@ -273,6 +362,8 @@ impl Store for EmbeddedStore {
         }
         let draft = completion.terminal_draft(&record);
         let hook = Finish {
+            finished: record.clone().completed(&completion),
+            inner: Arc::clone(&self.inner),
             id,
             state: ExecutionState::from(completion.state).as_str(),
             result: json_text(&completion.result)?,

@@ -32,8 +32,11 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// Events deleted per pruning transaction: short enough never to hold ingest back.
 pub(super) const PRUNE_CHUNK: i64 = 1000;
 
+/// The least time between two checkpoints.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// Idle read connections kept.
-const READERS: usize = 4;
+const READERS: usize = 8;
 
 /// Why a job's work was not committed.
 #[derive(Clone, Debug)]
@@ -81,6 +84,7 @@ pub(super) struct Inner {
     pub(super) durability: Durability,
     pub(super) sealer: Sealer,
     pub(super) registry: Arc<Registry>,
+    pub(super) cache: super::store::Cache,
     readers: Arc<ReadPool>,
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
@@ -97,11 +101,19 @@ impl Inner {
     ) -> std::io::Result<Self> {
         let registry = Arc::new(Registry::new());
         let (queue, jobs) = mpsc::channel();
+        // Checkpoints (copying the WAL into the database, with an fsync) run on their own
+        // connection and thread, so that they never hold a commit back.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(std::io::Error::other)?;
+        let checkpointer = schema::open_checkpointer(&path).map_err(std::io::Error::other)?;
+        let (commits, committed) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("hookstream-store-checkpoint".into())
+            .spawn(move || checkpoint(&checkpointer, &committed))?;
         let thread = {
             let registry = Arc::clone(&registry);
             std::thread::Builder::new()
                 .name("hookstream-store-writer".into())
-                .spawn(move || run(&conn, &jobs, &registry, retention))?
+                .spawn(move || run(&conn, &jobs, &commits, &registry, retention))?
         };
         let readers = Arc::new(ReadPool { path: path.clone(), idle: Mutex::new(Vec::new()) });
         Ok(Self {
@@ -110,6 +122,7 @@ impl Inner {
             durability,
             sealer,
             registry,
+            cache: super::store::Cache::default(),
             readers,
             queue: Some(queue),
             thread: Some(thread),
@@ -197,10 +210,27 @@ fn fail(job: Job, failure: &Failure) {
     (done.after)(Err(failure));
 }
 
+/// The checkpointer thread's loop: a passive checkpoint after commits, at most every
+/// [`CHECKPOINT_EVERY`]; a last one when the writer stops.
+fn checkpoint(conn: &Connection, committed: &mpsc::Receiver<()>) {
+    let run = || {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "embedded store: checkpoint failed; retrying later");
+        }
+    };
+    while committed.recv().is_ok() {
+        run();
+        // Lets commits pile up between checkpoints; a commit meanwhile leaves a signal.
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+    }
+    run();
+}
+
 /// The writer thread's loop.
 fn run(
     conn: &Connection,
     jobs: &mpsc::Receiver<Job>,
+    commits: &mpsc::SyncSender<()>,
     registry: &Arc<Registry>,
     retention: Duration,
 ) {
@@ -224,6 +254,8 @@ fn run(
             }
         }
         run_group(conn, registry, group);
+        // Full means a signal is already waiting: the checkpointer will see this commit.
+        let _ = commits.try_send(());
     }
 }
 
