@@ -385,3 +385,13 @@ mod store {
         assert!(store.ledger().in_flight(&pair).await.unwrap().is_none());
     }
 }
+
+#[tokio::test]
+async fn the_store_conformance_check_passes() {
+    let dir = dir();
+    let key = Some(SecretKey::from_bytes([3; 32]));
+    let store =
+        EmbeddedStore::open(EmbeddedConfig { secret_key: key, ..EmbeddedConfig::new(dir.path()) })
+            .expect("open");
+    crate::store::conformance::check(std::sync::Arc::new(store)).await;
+}
