@@ -5,6 +5,7 @@
 mod support;
 
 mod api_custom_auth;
+mod api_deliveries;
 mod api_errors;
 mod api_external;
 mod api_kickoff;
@@ -12,7 +13,6 @@ mod api_lifecycle;
 mod api_openapi;
 mod api_stream;
 mod cli;
-mod runners;
 mod crash;
+mod runners;
 mod store;
-mod api_deliveries;

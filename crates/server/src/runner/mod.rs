@@ -79,6 +79,6 @@ pub trait Runner: Send + Sync + 'static {
     async fn run(&self, ctx: RunContext) -> RunOutcome;
 }
 
-pub mod demo;
 pub mod command;
+pub mod demo;
 pub mod external;
