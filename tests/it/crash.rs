@@ -41,6 +41,9 @@ pub(crate) fn binary() -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
     let mut build = std::process::Command::new(env!("CARGO"));
     build.args(["build", "--quiet", "-p", "hookstream-server", "--bin", "hookstream"]);
+    if let Some(target_dir) = profile_dir.parent() {
+        build.arg("--target-dir").arg(target_dir);
+    }
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         build.arg("--release");
     }

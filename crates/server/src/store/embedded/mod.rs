@@ -17,11 +17,15 @@
 //! an acknowledged write survives the death of the process (`kill -9`); with
 //! [`Durability::Fsync`] (`synchronous=FULL`) every answer also waits for the disk.
 //!
+//! Checkpoints (copying the WAL back into the database file) run on a thread and connection
+//! of their own, so that their fsync never holds a commit back.
+//!
 //! # Reads
 //!
 //! Reads go through a small pool of read-only connections on the blocking thread pool; WAL
 //! lets them run beside the writer. Subscribers that keep up are served from a short
-//! in-memory tail of each execution's newest events and never touch the file.
+//! in-memory tail of each execution's newest events and never touch the file, and recently
+//! used execution records are cached (updated by the writer thread after each commit).
 //!
 //! # Secrets
 //!
