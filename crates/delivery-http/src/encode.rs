@@ -1,7 +1,8 @@
-//! Encoding: events are serialized (SPEC §2 envelopes, serde_json) straight into the body of
-//! their batch, `{"events":[...]}`, once each and with no per-event allocation; the byte range
-//! of each event is kept, so that the size is known while the batch fills and a 413 split
-//! copies halves of the body instead of serializing again.
+//! Encoding: each event's SPEC §2 envelope, as [`Event::to_json_bytes`] caches it (serialized
+//! by serde_json once per event, whichever webhook or attempt asks first), is copied into the
+//! body of its batch, `{"events":[...]}`; the byte range of each event is kept, so that the
+//! size is known while the batch fills and a 413 split copies halves of the body instead of
+//! encoding again.
 //!
 //! This module owns the wire body of SPEC §4; it does not decide batch boundaries.
 
@@ -46,16 +47,12 @@ impl BodyWriter {
         self.buf.len().max(OPEN.len()) + CLOSE.len()
     }
 
-    /// Serializes `event` into the body; on error the body is unchanged.
+    /// Appends `event`'s envelope (its cached encoding, serialized on the first use).
+    ///
+    /// An envelope always encodes, so this does not fail today; the `Result` keeps the
+    /// callers' dead-letter path for an event that could not be encoded.
     pub(crate) fn push(&mut self, event: &Event) -> Result<(), serde_json::Error> {
-        let mark = self.buf.len();
-        self.open_or_comma();
-        let start = self.buf.len();
-        if let Err(e) = serde_json::to_writer(&mut self.buf, event) {
-            self.buf.truncate(mark);
-            return Err(e);
-        }
-        self.parts.push(Part { sequence: event.sequence, start, end: self.buf.len() });
+        self.push_json(event.sequence, event.to_json_bytes());
         Ok(())
     }
 
@@ -193,6 +190,25 @@ mod tests {
             assert!(first.get(key).is_some(), "{key}");
         }
         assert_eq!(batch.sequences(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn body_holds_each_events_serde_json_encoding_and_reuses_it() {
+        let events: Vec<Event> = (1..=3).map(event).collect();
+        let first = write(&events);
+        let mut expected = b"{\"events\":[".to_vec();
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                expected.push(b',');
+            }
+            expected.extend_from_slice(&serde_json::to_vec(e).unwrap());
+        }
+        expected.extend_from_slice(b"]}");
+        assert_eq!(&first.body[..], &expected[..]);
+        // A second webhook's (or attempt's) body is the same bytes, from the events' caches.
+        assert_eq!(write(&events), first);
+        let cached = events[0].to_json_bytes().as_ptr();
+        assert_eq!(events[0].to_json_bytes().as_ptr(), cached);
     }
 
     #[test]
