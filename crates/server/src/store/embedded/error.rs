@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 
 /// Why the embedded store did not open. The `Display` form is one line that names the file
-/// and what to do; nothing in the data dir was created or changed.
+/// and what to do (the cause, when there is one, is its `source`: print the chain, e.g.
+/// anyhow's `{:#}`, for one line with it); nothing in the data dir was created or changed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The data dir could not be created or is not writable.
-    #[error("data dir {} is not writable: {source}", path.display())]
+    #[error("data dir {} is not writable", path.display())]
     DataDir {
         /// The data dir.
         path: PathBuf,
@@ -32,8 +33,8 @@ pub enum OpenError {
     },
     /// The file is not an SQLite database, or it is damaged.
     #[error(
-        "database {} is corrupt or not a hookstream database ({source}); restore it from a \
-         backup or move it away",
+        "database {} is corrupt or not a hookstream database; restore it from a backup or \
+         move it away",
         path.display()
     )]
     Corrupt {
@@ -61,7 +62,7 @@ pub enum OpenError {
         path: PathBuf,
     },
     /// SQLite failed otherwise (locked by another process, out of space, ...).
-    #[error("cannot open database {}: {source}", path.display())]
+    #[error("cannot open database {}", path.display())]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -69,7 +70,7 @@ pub enum OpenError {
         source: rusqlite::Error,
     },
     /// An IO failure outside SQLite (starting the writer thread, creating the file).
-    #[error("cannot open the store in {}: {source}", path.display())]
+    #[error("cannot open the store in {}", path.display())]
     Io {
         /// The file or dir.
         path: PathBuf,
