@@ -3,11 +3,13 @@
 //! reported as such, `finish_execution` publishes the terminal event exactly once even when
 //! raced, recovery lists what is unfinished, and no secret shows in `Debug`.
 //!
-//! ```ignore
-//! #[tokio::test]
-//! async fn my_store_conforms() {
-//!     hookstream_server::store::conformance::check(Arc::new(MyStore::open(...))).await;
-//! }
+//! ```
+//! # use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // In a store's own tests: `check` panics on the first violation.
+//! let store = hookstream_server::store::MemoryStore::new();
+//! hookstream_server::store::conformance::check(Arc::new(store)).await;
+//! # }
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
