@@ -348,6 +348,38 @@ mod store {
     }
 
     #[tokio::test]
+    async fn a_batch_recorded_delivered_is_acknowledged_in_the_same_commit() {
+        use hookstream_events_core::bus::{Backpressure, SubscribeOptions};
+        use hookstream_events_core::testing::draft;
+
+        let dir = tempfile::tempdir().unwrap();
+        let pair = PairKey::new(Uuid::new_v4(), 0);
+        let batch = BatchRecord::new(pair, BatchId::generate(), 1, 3, 3, at(0), 0, None);
+        {
+            let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+            let bus = store.bus();
+            let options = SubscribeOptions::durable(pair.execution_id, pair.subscription_name());
+            let mut sub = bus.subscribe(options).await.unwrap();
+            let drafts = (1..=3).map(|n| draft("e", n)).collect();
+            bus.publish(pair.execution_id, drafts, Backpressure::Fail).await.unwrap();
+            for _ in 0..3 {
+                sub.next().await.unwrap().unwrap();
+            }
+            store.ledger().batch_formed(&batch).await.unwrap();
+            store.ledger().batch_delivered(&pair, &batch.batch_id, at(1)).await.unwrap();
+            // The process dies before delivery acknowledges: no `sub.ack(3)`.
+        }
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let bus = store.bus();
+        let options = SubscribeOptions::durable(pair.execution_id, pair.subscription_name());
+        let mut sub = bus.subscribe(options).await.unwrap();
+        bus.publish(pair.execution_id, vec![draft("e", 4)], Backpressure::Fail).await.unwrap();
+        let next = sub.next().await.unwrap().unwrap();
+        assert_eq!(next.event.sequence, 4, "a delivered batch came back after a restart");
+        assert!(store.ledger().in_flight(&pair).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn dead_letters_keep_their_reason_and_leave_on_redrive() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
