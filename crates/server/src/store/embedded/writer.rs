@@ -29,6 +29,9 @@ const MAX_GROUP: usize = 512;
 const PRUNE_FIRST: Duration = Duration::from_secs(5);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Between two pruning chunks while more is left: the groups of ingest go in between.
+const PRUNE_PAUSE: Duration = Duration::from_millis(10);
+
 /// Events deleted per pruning transaction: short enough never to hold ingest back.
 pub(super) const PRUNE_CHUNK: i64 = 1000;
 
@@ -236,14 +239,15 @@ fn run(
 ) {
     let mut prune_due = Instant::now() + PRUNE_FIRST;
     loop {
+        // Due pruning runs one chunk between groups, also under a steady stream of jobs.
+        if Instant::now() >= prune_due {
+            let more = prune_once(conn, registry, retention);
+            prune_due = Instant::now() + if more { PRUNE_PAUSE } else { PRUNE_INTERVAL };
+        }
         let wait = prune_due.saturating_duration_since(Instant::now());
         let first = match jobs.recv_timeout(wait) {
             Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                let more = prune_once(conn, registry, retention);
-                prune_due = Instant::now() + if more { Duration::ZERO } else { PRUNE_INTERVAL };
-                continue;
-            }
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let mut group = vec![first];
