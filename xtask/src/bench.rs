@@ -54,7 +54,7 @@ pub(crate) fn run(root: &Path, names: &[String]) -> Result<()> {
         machine(),
         command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     );
-    let body: String = sections.iter().map(|(t, b)| format!("\n{t}\n{b}")).collect();
+    let body: String = sections.iter().map(|(t, b)| format!("\n{t}\n\n{}\n", b.trim())).collect();
     fs::write(&path, header + &body)?;
     eprintln!("wrote docs/benchmarks.md");
     Ok(())
