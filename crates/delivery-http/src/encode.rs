@@ -47,12 +47,16 @@ impl BodyWriter {
         self.buf.len().max(OPEN.len()) + CLOSE.len()
     }
 
-    /// Appends `event`'s envelope (its cached encoding, serialized on the first use).
+    /// Appends `event`'s envelope ([`Event::write_json`]: its cached encoding, or serialized
+    /// straight into the body and cached on first use).
     ///
     /// An envelope always encodes, so this does not fail today; the `Result` keeps the
     /// callers' dead-letter path for an event that could not be encoded.
     pub(crate) fn push(&mut self, event: &Event) -> Result<(), serde_json::Error> {
-        self.push_json(event.sequence, event.to_json_bytes());
+        self.open_or_comma();
+        let start = self.buf.len();
+        event.write_json(&mut self.buf);
+        self.parts.push(Part { sequence: event.sequence, start, end: self.buf.len() });
         Ok(())
     }
 
@@ -208,6 +212,7 @@ mod tests {
         // A second webhook's (or attempt's) body is the same bytes, from the events' caches.
         assert_eq!(write(&events), first);
         let cached = events[0].to_json_bytes().as_ptr();
+        assert_eq!(events[0].to_json_bytes(), &serde_json::to_vec(&events[0]).unwrap()[..]);
         assert_eq!(events[0].to_json_bytes().as_ptr(), cached);
     }
 

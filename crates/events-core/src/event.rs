@@ -73,6 +73,25 @@ impl Event {
         })
     }
 
+    /// Appends the event's JSON envelope (the bytes of [`Event::to_json_bytes`]) to `out`.
+    ///
+    /// On first use the event is serialized straight into `out` and the cache copied from
+    /// there, which spares the growing buffer of a separate serialization.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        if let Some(json) = self.json.get() {
+            out.extend_from_slice(json);
+            return;
+        }
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, self).is_ok() {
+            // Another thread may have filled the cell meanwhile, with the same bytes.
+            let _ = self.json.set(out[start..].into());
+        } else {
+            out.truncate(start);
+            out.extend_from_slice(self.to_json_bytes());
+        }
+    }
+
     /// The event `bytes` encode; when `bytes` are exactly its canonical encoding (what
     /// [`Event::to_json_bytes`] would compute, as for an envelope this crate wrote), they are
     /// kept as the cache, so the event is never serialized again.
@@ -460,6 +479,20 @@ mod tests {
         longer.push(b' ');
         assert!(Event::from_json_bytes(&longer).unwrap().json.get().is_none());
         assert!(Event::from_json_bytes(b"{\"id\":1}").is_err());
+    }
+
+    #[test]
+    fn write_json_appends_the_encoding_and_fills_the_cache_once() {
+        let event = awkward_event();
+        let canonical = serde_json::to_vec(&event).unwrap();
+        let mut out = b"prefix".to_vec();
+        event.write_json(&mut out);
+        assert_eq!(&out[6..], &canonical[..]);
+        assert_eq!(event.json.get().map(|b| &b[..]), Some(&canonical[..]));
+        let cached = event.to_json_bytes().as_ptr();
+        event.write_json(&mut out);
+        assert_eq!(&out[6 + canonical.len()..], &canonical[..]);
+        assert_eq!(event.to_json_bytes().as_ptr(), cached);
     }
 
     #[test]
