@@ -58,6 +58,12 @@ pub struct ServeConfig {
     /// The key that seals webhook credentials at rest in the embedded store.
     #[cfg(feature = "embedded")]
     pub secret_key: Option<crate::store::embedded::SecretKey>,
+    /// What an answer of the embedded store waits for (`durability`).
+    #[cfg(feature = "embedded")]
+    pub durability: crate::store::embedded::Durability,
+    /// How long the embedded store keeps the events of ended executions (`retention`).
+    #[cfg(feature = "embedded")]
+    pub retention: Duration,
 }
 
 /// Which store the server uses (`--store`).
@@ -135,6 +141,8 @@ pub mod defaults {
     };
     /// `--shutdown-grace`.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// `--retention` (7 days).
+    pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 }
 
 /// Why the configuration was refused. Each displays as one line.
@@ -203,10 +211,12 @@ enum Key {
     PublicUrl,
     ShutdownGrace,
     StoreSecret,
+    Durability,
+    Retention,
 }
 
 impl Key {
-    const ALL: [Key; 16] = [
+    const ALL: [Key; 18] = [
         Key::Listen,
         Key::DataDir,
         Key::Store,
@@ -223,6 +233,8 @@ impl Key {
         Key::PublicUrl,
         Key::ShutdownGrace,
         Key::StoreSecret,
+        Key::Durability,
+        Key::Retention,
     ];
 
     /// The key in the TOML file.
@@ -244,6 +256,8 @@ impl Key {
             Key::PublicUrl => "public_url",
             Key::ShutdownGrace => "shutdown_grace",
             Key::StoreSecret => "secret_key",
+            Key::Durability => "durability",
+            Key::Retention => "retention",
         }
     }
 
@@ -266,6 +280,8 @@ impl Key {
             Key::PublicUrl => "--public-url",
             Key::ShutdownGrace => "--shutdown-grace",
             Key::StoreSecret => "--secret-key",
+            Key::Durability => "--durability",
+            Key::Retention => "--retention",
         }
     }
 
@@ -288,6 +304,8 @@ impl Key {
             Key::PublicUrl => "HOOKSTREAM_PUBLIC_URL",
             Key::ShutdownGrace => "HOOKSTREAM_SHUTDOWN_GRACE",
             Key::StoreSecret => "HOOKSTREAM_SECRET_KEY",
+            Key::Durability => "HOOKSTREAM_DURABILITY",
+            Key::Retention => "HOOKSTREAM_RETENTION",
         }
     }
 
@@ -579,6 +597,33 @@ pub fn resolve(
             raw.name()
         )));
     }
+    // Parsed whatever the store, so that a bad value is refused the same way everywhere.
+    let durability = layers.get(Key::Durability).map(|raw| parse_durability(&raw)).transpose()?;
+    let retention = match layers.get(Key::Retention) {
+        Some(raw) => match parse_duration(&raw)? {
+            zero if zero.is_zero() => return Err(raw.invalid("expected a duration above zero")),
+            retention => Some(retention),
+        },
+        None => None,
+    };
+    // Like a runner's flags: a flag for another store is a mistake worth stopping for; the same
+    // setting in the environment or a shared file is ignored.
+    if store != StoreKind::Embedded {
+        for key in [Key::Durability, Key::Retention] {
+            if let Some(raw) = layers.get(key).filter(|raw| matches!(raw.source, Source::Flag)) {
+                return Err(ConfigError::Missing(format!(
+                    "{} only applies to --store embedded (the store is {})",
+                    raw.name(),
+                    store.as_str()
+                )));
+            }
+        }
+    }
+    #[cfg(feature = "embedded")]
+    let (durability, retention) =
+        (durability.unwrap_or_default(), retention.unwrap_or(defaults::RETENTION));
+    #[cfg(not(feature = "embedded"))]
+    let _ = (durability, retention);
 
     let command = layers.get(Key::Command);
     let runner_name = match layers.get(Key::Runner) {
@@ -684,6 +729,10 @@ pub fn resolve(
         shutdown_grace,
         #[cfg(feature = "embedded")]
         secret_key,
+        #[cfg(feature = "embedded")]
+        durability,
+        #[cfg(feature = "embedded")]
+        retention,
     })
 }
 
@@ -743,6 +792,8 @@ impl<'a> Layers<'a> {
             Key::PublicUrl => text(&f.public_url),
             Key::ShutdownGrace => text(&f.shutdown_grace),
             Key::StoreSecret => text(&f.secret_key),
+            Key::Durability => text(&f.durability),
+            Key::Retention => text(&f.retention),
         }
     }
 }
@@ -766,6 +817,28 @@ fn parse_listen(raw: &Raw<'_>) -> Result<SocketAddr, ConfigError> {
         }
     }
     Err(raw.invalid("expected host:port such as 127.0.0.1:8080 or [::1]:8080"))
+}
+
+/// What an embedded store's answer waits for, as the store takes it.
+#[cfg(feature = "embedded")]
+type DurabilitySetting = crate::store::embedded::Durability;
+/// Without the embedded store the setting is only checked.
+#[cfg(not(feature = "embedded"))]
+type DurabilitySetting = ();
+
+/// `default` or `fsync`.
+fn parse_durability(raw: &Raw<'_>) -> Result<DurabilitySetting, ConfigError> {
+    #[cfg(feature = "embedded")]
+    use crate::store::embedded::Durability;
+    match raw.text()?.trim() {
+        #[cfg(feature = "embedded")]
+        "default" => Ok(Durability::Default),
+        #[cfg(feature = "embedded")]
+        "fsync" => Ok(Durability::Fsync),
+        #[cfg(not(feature = "embedded"))]
+        "default" | "fsync" => Ok(()),
+        _ => Err(raw.invalid("expected default or fsync")),
+    }
 }
 
 /// A duration: `250ms`, `30s`, `5m`, `1h 30m` (humantime), or a bare number of seconds.
@@ -952,6 +1025,78 @@ mod tests {
             .expect("valid");
         assert!(config.secret_key.is_some());
         assert!(!format!("{config:?}").contains(key));
+    }
+
+    #[cfg(feature = "embedded")]
+    #[test]
+    fn durability_and_retention_layer_flag_env_file_default() {
+        use crate::store::embedded::Durability;
+        let defaults = resolve(&ServeArgs::default(), &EnvMap::new(), None).expect("valid");
+        assert_eq!(defaults.durability, Durability::Default);
+        assert_eq!(defaults.retention, Duration::from_secs(7 * 24 * 3600));
+
+        let file = file("durability = \"fsync\"\nretention = \"3d\"\n");
+        let from_file = resolve(&ServeArgs::default(), &EnvMap::new(), Some(&file)).expect("valid");
+        assert_eq!(from_file.durability, Durability::Fsync);
+        assert_eq!(from_file.retention, Duration::from_secs(3 * 24 * 3600));
+
+        let env = env(&[("HOOKSTREAM_DURABILITY", "default"), ("HOOKSTREAM_RETENTION", "12h")]);
+        let from_env = resolve(&ServeArgs::default(), &env, Some(&file)).expect("valid");
+        assert_eq!(from_env.durability, Durability::Default, "env beats file");
+        assert_eq!(from_env.retention, Duration::from_secs(12 * 3600));
+
+        let flags = ServeArgs {
+            durability: Some("fsync".into()),
+            retention: Some("90m".into()),
+            ..ServeArgs::default()
+        };
+        let from_flags = resolve(&flags, &env, Some(&file)).expect("valid");
+        assert_eq!(from_flags.durability, Durability::Fsync, "flag beats env");
+        assert_eq!(from_flags.retention, Duration::from_secs(90 * 60));
+    }
+
+    #[test]
+    fn bad_durability_and_retention_are_one_line_naming_them() {
+        let flags = ServeArgs { durability: Some("always".into()), ..ServeArgs::default() };
+        let message = err(&flags, &EnvMap::new(), None);
+        assert_eq!(message, "invalid --durability \"always\": expected default or fsync");
+        let message = err(&ServeArgs::default(), &env(&[("HOOKSTREAM_RETENTION", "a week")]), None);
+        assert!(
+            message.starts_with("invalid HOOKSTREAM_RETENTION \"a week\": expected a duration"),
+            "{message}"
+        );
+        let message = err(&ServeArgs::default(), &EnvMap::new(), Some(&file("retention = \"0s\"")));
+        assert_eq!(
+            message,
+            "invalid retention \"0s\" in hookstream.toml: expected a duration above zero"
+        );
+        // A bad value is refused whatever the store.
+        let env_memory = env(&[("HOOKSTREAM_STORE", "memory"), ("HOOKSTREAM_DURABILITY", "no")]);
+        let message = err(&ServeArgs::default(), &env_memory, None);
+        assert!(message.starts_with("invalid HOOKSTREAM_DURABILITY"), "{message}");
+    }
+
+    #[test]
+    fn store_flags_for_another_store_are_refused_and_env_or_file_ignored() {
+        for (flags, name) in [
+            (
+                ServeArgs { durability: Some("fsync".into()), ..ServeArgs::default() },
+                "--durability",
+            ),
+            (ServeArgs { retention: Some("1d".into()), ..ServeArgs::default() }, "--retention"),
+        ] {
+            let flags = ServeArgs { store: Some("memory".into()), ..flags };
+            let message = err(&flags, &EnvMap::new(), None);
+            assert_eq!(
+                message,
+                format!("{name} only applies to --store embedded (the store is memory)")
+            );
+        }
+        let shared = file("durability = \"fsync\"\nretention = \"1d\"\n");
+        let env = env(&[("HOOKSTREAM_DURABILITY", "fsync"), ("HOOKSTREAM_RETENTION", "2d")]);
+        let flags = ServeArgs { store: Some("memory".into()), ..ServeArgs::default() };
+        let config = resolve(&flags, &env, Some(&shared)).expect("env and file are ignored");
+        assert_eq!(config.store, StoreKind::Memory);
     }
 
     #[test]

@@ -94,6 +94,12 @@ pub struct ServeArgs {
     /// Base64 of 32 random bytes that seals webhook credentials in the embedded store; prefer the env var [env: HOOKSTREAM_SECRET_KEY]
     #[arg(long, value_name = "BASE64")]
     pub secret_key: Option<String>,
+    /// What an answer of the embedded store waits for: default (the OS has the commit) or fsync (the disk has it) [env: HOOKSTREAM_DURABILITY] [default: default]
+    #[arg(long, value_name = "MODE")]
+    pub durability: Option<String>,
+    /// How long the embedded store keeps the events of ended executions for replay, e.g. 7d, 12h [env: HOOKSTREAM_RETENTION] [default: 7d]
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<String>,
 }
 
 /// Flags of `hookstream demo`.

@@ -37,7 +37,12 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// The store could not be opened.
+    /// The embedded store refused to open (unwritable data dir, a database from a newer
+    /// version, a corrupt file, a wrong secret key...): nothing in the data dir was changed.
+    #[cfg(feature = "embedded")]
+    #[error("cannot open the embedded store")]
+    OpenStore(#[source] crate::store::embedded::OpenError),
+    /// The store could not be opened for another reason (e.g. the opening task panicked).
     #[error("cannot open the {kind} store")]
     Store {
         /// Which store.
@@ -64,10 +69,13 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// The process exit code: 2 for what the configuration got wrong, 1 for the rest.
+    /// The process exit code: 2 for what the configuration or the environment it names got
+    /// wrong (including a store that refuses to open), 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::ExtraCa { .. } | Self::Build(_) => super::EXIT_USAGE,
+            #[cfg(feature = "embedded")]
+            Self::OpenStore(error) => u8::try_from(error.exit_code()).unwrap_or(1),
             _ => 1,
         }
     }
@@ -84,6 +92,9 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
             .map_err(|source| RunError::ExtraCa { path: path.display().to_string(), source })?;
         dispatcher.extra_ca_pem = Some(pem);
     }
+    // The store is opened (and so validated) before the token file may be written: a start
+    // the store refuses leaves the data dir as it was.
+    let store = open_store(&config).await?;
     let (token, source) =
         api_token::resolve(config.api_token.clone(), &config.data_dir).map_err(RunError::Token)?;
     let token_file = config.data_dir.join(api_token::FILE_NAME);
@@ -102,7 +113,6 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
         TokenSource::Configured => tracing::info!("using the configured API token"),
     }
 
-    let store = open_store(&config).await?;
     let runner: Arc<dyn Runner> = match &config.runner {
         RunnerConfig::Demo(demo) => Arc::new(DemoRunner::new(*demo)),
         RunnerConfig::Command(command) => Arc::new(CommandRunner::new(command.clone())),
@@ -156,12 +166,20 @@ async fn open_store(config: &ServeConfig) -> Result<Arc<dyn Store>, RunError> {
             use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
             let mut settings = EmbeddedConfig::new(config.data_dir.clone());
             settings.secret_key = config.secret_key.clone();
+            settings.durability = config.durability;
+            settings.retention = config.retention;
             let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(settings)).await;
             match opened {
-                Ok(Ok(store)) => Ok(Arc::new(store)),
-                Ok(Err(error)) => {
-                    Err(RunError::Store { kind: "embedded", source: Box::new(error) })
+                Ok(Ok(store)) => {
+                    tracing::info!(
+                        path = %store.path().display(),
+                        durability = ?config.durability,
+                        retention = %humantime::format_duration(config.retention),
+                        "embedded store open"
+                    );
+                    Ok(Arc::new(store))
                 }
+                Ok(Err(error)) => Err(RunError::OpenStore(error)),
                 Err(error) => Err(RunError::Store { kind: "embedded", source: Box::new(error) }),
             }
         }
