@@ -295,6 +295,22 @@ fn bad_flags_values_and_config_exit_2_with_one_line() {
             },
             "error: invalid HOOKSTREAM_ALLOW_TARGET_CIDRS \"nope\": expected a CIDR",
         ),
+        (
+            command(&bin, &["serve", "--durability", "always"]),
+            "error: invalid --durability \"always\": expected default or fsync",
+        ),
+        (
+            {
+                let mut c = command(&bin, &["serve"]);
+                c.env("HOOKSTREAM_RETENTION", "a week");
+                c
+            },
+            "error: invalid HOOKSTREAM_RETENTION \"a week\": expected a duration",
+        ),
+        (
+            command(&bin, &["serve", "--store", "memory", "--durability", "fsync"]),
+            "error: --durability only applies to --store embedded (the store is memory)",
+        ),
     ];
     for (command, expected) in cases {
         let shown = format!("{command:?}");
@@ -304,6 +320,133 @@ fn bad_flags_values_and_config_exit_2_with_one_line() {
         assert!(line.starts_with(expected), "{shown}: {line:?}");
         assert!(output.stdout.is_empty(), "nothing started: {shown}");
     }
+}
+
+/// Every file under `dir` (recursively) with its bytes, and every directory (with no bytes).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                found.insert(path.clone(), None);
+                pending.push(path);
+            } else {
+                found.insert(path.clone(), Some(std::fs::read(&path).expect("read file")));
+            }
+        }
+    }
+    found
+}
+
+/// A valid, empty SQLite database (one page, no table) whose `PRAGMA user_version` is
+/// `version`, written byte by byte (the file format's header, then an empty table b-tree).
+fn sqlite_with_user_version(version: u32) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    page[..16].copy_from_slice(b"SQLite format 3\0");
+    page[16..18].copy_from_slice(&4096u16.to_be_bytes()); // page size
+    page[18..24].copy_from_slice(&[1, 1, 0, 64, 32, 32]); // legacy journal, payload fractions
+    page[24..28].copy_from_slice(&1u32.to_be_bytes()); // change counter
+    page[28..32].copy_from_slice(&1u32.to_be_bytes()); // pages in the file
+    page[44..48].copy_from_slice(&4u32.to_be_bytes()); // schema format
+    page[56..60].copy_from_slice(&1u32.to_be_bytes()); // UTF-8
+    page[60..64].copy_from_slice(&version.to_be_bytes()); // user_version
+    page[92..96].copy_from_slice(&1u32.to_be_bytes()); // version-valid-for
+    page[96..100].copy_from_slice(&3_045_000u32.to_be_bytes()); // SQLite version
+    page[100] = 0x0d; // a leaf table b-tree page (sqlite_master) with no cell
+    page[105..107].copy_from_slice(&4096u16.to_be_bytes()); // cell content area
+    page
+}
+
+#[test]
+fn a_store_that_will_not_open_exits_2_with_one_line_and_touches_nothing() {
+    let bin = hookstream();
+    let root = tempfile::tempdir().expect("tempdir");
+
+    // A data dir whose parent is a regular file: unwritable for every user, root included.
+    let blocker = root.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let under_a_file = blocker.join("data");
+
+    let garbage = root.path().join("garbage");
+    std::fs::create_dir(&garbage).expect("mkdir");
+    std::fs::write(
+        garbage.join("hookstream.db"),
+        b"this is not an SQLite database, only text that happens to be named like one\n",
+    )
+    .expect("write");
+
+    let newer = root.path().join("newer");
+    std::fs::create_dir(&newer).expect("mkdir");
+    std::fs::write(newer.join("hookstream.db"), sqlite_with_user_version(1000)).expect("write");
+
+    let cases: [(&Path, String); 3] = [
+        (&under_a_file, format!("data dir {} is not writable", under_a_file.display())),
+        (
+            &garbage,
+            format!(
+                "database {} is corrupt or not a hookstream database",
+                garbage.join("hookstream.db").display()
+            ),
+        ),
+        (
+            &newer,
+            format!(
+                "database {} has schema version 1000, newer than this hookstream knows",
+                newer.join("hookstream.db").display()
+            ),
+        ),
+    ];
+    for (data_dir, problem) in cases {
+        let before = snapshot(root.path());
+        let data = data_dir.to_str().expect("utf-8 path");
+        let output = run(command(&bin, &["serve", "--listen", "127.0.0.1:0", "--data-dir", data]));
+        assert_eq!(output.status.code(), Some(2), "{data}: {output:?}");
+        let line = stderr_line(&output);
+        assert!(line.starts_with("error: cannot open the embedded store: "), "{data}: {line:?}");
+        assert!(line.contains(&problem), "{data}: {line:?} should name {problem:?}");
+        assert!(
+            output.stdout.is_empty(),
+            "no token printed, nothing listening: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert_eq!(snapshot(root.path()), before, "{data}: the files are as they were");
+        assert!(!data_dir.join("api-token").exists(), "{data}: no token written");
+    }
+}
+
+#[test]
+fn durability_fsync_and_a_retention_start_and_serve() {
+    let bin = hookstream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().expect("utf-8 path");
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--durability",
+        "fsync",
+        "--retention",
+        "36h",
+    ];
+    let mut server = Running::start(command(&bin, &args));
+    let addr = server.address();
+    let (status, body) = http(addr, "GET", "/", &[], "");
+    assert_eq!((status, body.trim()), (200, "Healthy"));
+    assert!(data_dir.join("hookstream.db").is_file(), "the embedded store is in the data dir");
+    server.terminate();
+    assert_eq!(server.wait().code(), Some(0));
+    let stderr = server.stderr();
+    let opened = stderr
+        .lines()
+        .find(|l| l.contains("embedded store open"))
+        .unwrap_or_else(|| panic!("the store's settings are logged: {stderr}"));
+    assert!(opened.contains("durability=Fsync"), "{opened}");
+    assert!(opened.contains("retention=1day 12h"), "{opened}");
 }
 
 #[test]
