@@ -19,19 +19,18 @@
 //! long-running owner of a `MemoryBus` calls it once an execution has ended and its deliveries
 //! are done, or memory grows with every run.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    Backpressure, Bus, BusError, Delivered, PublishError, Published, RecvError, SubscribeOptions,
-    Subscription, SubscriptionKind,
+    Backpressure, Bus, BusError, Cursor, Delivered, PublishError, Published, RecvError,
+    SubscribeOptions, Subscription, SubscriptionKind,
 };
 use crate::event::{Draft, Event};
 
@@ -287,30 +286,16 @@ impl Bus for MemoryBus {
                     durable.capacity = capacity;
                     let acked = durable.acked.load(SeqCst);
                     MemorySubscription {
-                        cursor: acked,
-                        redeliver_upto: durable.handed,
-                        handed: acked,
-                        durable: Some(DurableSide {
-                            name,
-                            acked,
-                            shared: Arc::clone(&durable.acked),
-                        }),
-                        buf: VecDeque::new(),
-                        not_before: None,
-                        capacity,
+                        cursor: Cursor::durable(acked, durable.handed, capacity),
+                        durable: Some(DurableSide { name, shared: Arc::clone(&durable.acked) }),
                         exec: Arc::clone(&exec),
                     }
                 }
                 SubscriptionKind::Live { after } => {
                     let start = after.unwrap_or(st.last());
                     MemorySubscription {
-                        cursor: start,
-                        redeliver_upto: 0,
-                        handed: start,
+                        cursor: Cursor::live(start, capacity),
                         durable: None,
-                        buf: VecDeque::new(),
-                        not_before: None,
-                        capacity,
                         exec: Arc::clone(&exec),
                     }
                 }
@@ -335,23 +320,13 @@ impl Bus for MemoryBus {
 
 struct DurableSide {
     name: String,
-    acked: u64,
     shared: Arc<AtomicU64>,
 }
 
 /// A subscription of [`MemoryBus`].
 struct MemorySubscription {
     exec: Arc<Execution>,
-    /// The last sequence copied out of the log into `buf`.
-    cursor: u64,
-    buf: VecDeque<Arc<Event>>,
-    /// Sequences up to here were handed out before: `redelivered` is set on them.
-    redeliver_upto: u64,
-    /// The highest sequence this subscription handed out (or its start position).
-    handed: u64,
-    /// Set by a nack with a delay: nothing is handed out before it.
-    not_before: Option<Instant>,
-    capacity: u64,
+    cursor: Cursor,
     durable: Option<DurableSide>,
 }
 
@@ -359,12 +334,10 @@ struct MemorySubscription {
 impl Subscription for MemorySubscription {
     async fn next(&mut self) -> Option<Result<Delivered, RecvError>> {
         loop {
-            if let Some(event) = self.buf.pop_front() {
-                let sequence = event.sequence;
-                self.handed = self.handed.max(sequence);
-                return Some(Ok(Delivered::new(event, sequence <= self.redeliver_upto)));
+            if let Some(delivered) = self.cursor.pop() {
+                return Some(Ok(delivered));
             }
-            if let Some(at) = self.not_before.take() {
+            if let Some(at) = self.cursor.take_delay() {
                 tokio::time::sleep_until(at).await;
             }
             // Registered only when there is nothing to take, under the execution's lock: a
@@ -374,17 +347,13 @@ impl Subscription for MemorySubscription {
             {
                 let st = lock(&self.exec.state);
                 let last = st.last();
-                if self.durable.is_none() && last.saturating_sub(self.cursor) > self.capacity {
-                    let skipped = last - self.capacity - self.cursor;
-                    self.cursor += skipped;
-                    self.handed = self.cursor;
+                if let Some(skipped) = self.cursor.lag(last) {
                     return Some(Err(RecvError::Lagged { skipped }));
                 }
-                if self.cursor < last {
-                    let start = self.cursor as usize;
+                if self.cursor.taken() < last {
+                    let start = self.cursor.taken() as usize;
                     let end = (start + RUN).min(st.log.len());
-                    self.buf.extend(st.log[start..end].iter().cloned());
-                    self.cursor = end as u64;
+                    self.cursor.extend(st.log[start..end].iter().cloned());
                     continue;
                 }
                 if st.ended {
@@ -397,15 +366,13 @@ impl Subscription for MemorySubscription {
     }
 
     async fn ack(&mut self, sequence: u64) -> Result<(), BusError> {
-        let Some(durable) = self.durable.as_mut() else { return Err(BusError::NotDurable) };
-        if sequence > self.handed {
-            return Err(BusError::NotDelivered { sequence });
-        }
-        if sequence <= durable.acked {
+        if !self.cursor.check_ack(sequence)? {
             return Ok(());
         }
-        durable.acked = sequence;
-        durable.shared.fetch_max(sequence, SeqCst);
+        self.cursor.record_ack(sequence);
+        if let Some(durable) = &self.durable {
+            durable.shared.fetch_max(sequence, SeqCst);
+        }
         if self.exec.waiting.load(SeqCst) > 0 {
             self.exec.room.notify_waiters();
         }
@@ -413,17 +380,7 @@ impl Subscription for MemorySubscription {
     }
 
     async fn nack(&mut self, sequence: u64, delay: Duration) -> Result<(), BusError> {
-        let Some(durable) = self.durable.as_ref() else { return Err(BusError::NotDurable) };
-        if sequence == 0 || sequence > self.handed {
-            return Err(BusError::NotDelivered { sequence });
-        }
-        // Acknowledged events are done: redelivery starts after them at the earliest.
-        let from = sequence.max(durable.acked + 1);
-        self.redeliver_upto = self.redeliver_upto.max(self.handed);
-        self.cursor = from - 1;
-        self.buf.clear();
-        self.not_before = (!delay.is_zero()).then(|| Instant::now() + delay);
-        Ok(())
+        self.cursor.nack(sequence, delay)
     }
 }
 
@@ -433,7 +390,7 @@ impl Drop for MemorySubscription {
             let mut st = lock(&self.exec.state);
             if let Some(shared) = st.durables.get_mut(&durable.name) {
                 shared.open = false;
-                shared.handed = shared.handed.max(self.handed);
+                shared.handed = shared.handed.max(self.cursor.handed());
             }
         }
     }

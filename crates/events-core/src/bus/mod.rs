@@ -207,8 +207,10 @@ use uuid::Uuid;
 
 use crate::event::{Draft, Event};
 
+mod cursor;
 mod memory;
 
+pub use cursor::Cursor;
 pub use memory::MemoryBus;
 
 /// What [`Bus::publish`] did with a batch of drafts.
@@ -446,6 +448,9 @@ pub trait Bus: Send + Sync + 'static {
 pub trait Subscription: Send {
     /// The next event in sequence order; `None` once the execution's terminal event has been
     /// handed out (and, for a durable subscription, nothing unacknowledged is left to redeliver).
+    ///
+    /// Cancel-safe: dropping the future before it is ready hands nothing out and loses nothing
+    /// (delivery races it against timers). Backends keep their position in a [`Cursor`].
     async fn next(&mut self) -> Option<Result<Delivered, RecvError>>;
 
     /// Acknowledges every received event up to and including `sequence` (cumulative).

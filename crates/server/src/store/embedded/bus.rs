@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hookstream_events_core::bus::{
-    Backpressure, Bus, BusError, Delivered, PublishError, Published, RecvError, SubscribeOptions,
-    Subscription, SubscriptionKind,
+    Backpressure, Bus, BusError, Cursor, Delivered, PublishError, Published, RecvError,
+    SubscribeOptions, Subscription, SubscriptionKind,
 };
 use hookstream_events_core::{Data, Draft, Event, EventType, Timestamp};
 use rusqlite::{Connection, OptionalExtension as _};
 use tokio::sync::{oneshot, Notify};
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::writer::{now_millis, Ctx, Done, Failure, Inner};
@@ -471,11 +470,6 @@ impl Bus for EmbeddedBus {
             inner: Arc::clone(&self.inner),
             exec,
             cursor: start.cursor,
-            buf: VecDeque::new(),
-            redeliver_upto: start.redeliver_upto,
-            handed: start.cursor,
-            not_before: None,
-            capacity,
             durable: start.durable,
         }))
     }
@@ -497,8 +491,7 @@ impl Bus for EmbeddedBus {
 
 /// Where a new subscription starts.
 struct Start {
-    cursor: u64,
-    redeliver_upto: u64,
+    cursor: Cursor,
     durable: Option<DurableSide>,
 }
 
@@ -537,15 +530,14 @@ fn open_subscription(
             durable.open = true;
             durable.capacity = capacity;
             Start {
-                cursor: durable.acked,
-                redeliver_upto: durable.handed,
-                durable: Some(DurableSide { name, acked: durable.acked }),
+                cursor: Cursor::durable(durable.acked, durable.handed, capacity),
+                durable: Some(DurableSide { name }),
             }
         }
         SubscriptionKind::Live { after } => {
             let last = ctx.overlay.get(&execution_id).copied().unwrap_or_else(|| exec.tail()).last;
             lock(&exec.state).open_subs += 1;
-            Start { cursor: after.unwrap_or(last), redeliver_upto: 0, durable: None }
+            Start { cursor: Cursor::live(after.unwrap_or(last), capacity), durable: None }
         }
         // A kind added to events-core later: refused plainly until this backend knows it.
         _ => return Ok(Err(BusError::Backend("an unsupported subscription kind".into()))),
@@ -604,23 +596,13 @@ fn event_from_row(execution_id: Uuid, row: &rusqlite::Row<'_>) -> Result<Event, 
 
 struct DurableSide {
     name: String,
-    acked: u64,
 }
 
 /// A subscription of [`EmbeddedBus`].
 struct EmbeddedSubscription {
     inner: Arc<Inner>,
     exec: Arc<Exec>,
-    /// The last sequence taken into `buf`.
-    cursor: u64,
-    buf: VecDeque<Arc<Event>>,
-    /// Sequences up to here were handed out before: `redelivered` is set on them.
-    redeliver_upto: u64,
-    /// The highest sequence this subscription handed out (or its start position).
-    handed: u64,
-    /// Set by a nack with a delay: nothing is handed out before it.
-    not_before: Option<Instant>,
-    capacity: u64,
+    cursor: Cursor,
     durable: Option<DurableSide>,
 }
 
@@ -637,23 +619,20 @@ impl EmbeddedSubscription {
     fn step(&mut self) -> Step {
         let st = lock(&self.exec.state);
         let last = st.last;
-        if self.durable.is_none() && last.saturating_sub(self.cursor) > self.capacity {
-            let skipped = last - self.capacity - self.cursor;
-            self.cursor += skipped;
-            self.handed = self.cursor;
+        if let Some(skipped) = self.cursor.lag(last) {
             return Step::Lagged(skipped);
         }
-        if self.cursor >= last {
+        let taken = self.cursor.taken();
+        if taken >= last {
             return if st.ended { Step::End } else { Step::Wait };
         }
-        let upto = last.min(self.cursor + PAGE);
+        let upto = last.min(taken + PAGE);
         let first_recent = st.recent.front().map(|e| e.sequence);
         match first_recent {
-            Some(first) if first <= self.cursor + 1 => {
-                let skip = (self.cursor + 1 - first) as usize;
-                let take = (upto - self.cursor) as usize;
-                self.buf.extend(st.recent.iter().skip(skip).take(take).cloned());
-                self.cursor = self.buf.back().map_or(self.cursor, |e| e.sequence);
+            Some(first) if first <= taken + 1 => {
+                let skip = (taken + 1 - first) as usize;
+                let take = (upto - taken) as usize;
+                self.cursor.extend(st.recent.iter().skip(skip).take(take).cloned());
                 Step::Took
             }
             _ => Step::FromFile { upto },
@@ -665,12 +644,10 @@ impl EmbeddedSubscription {
 impl Subscription for EmbeddedSubscription {
     async fn next(&mut self) -> Option<Result<Delivered, RecvError>> {
         loop {
-            if let Some(event) = self.buf.pop_front() {
-                let sequence = event.sequence;
-                self.handed = self.handed.max(sequence);
-                return Some(Ok(Delivered::new(event, sequence <= self.redeliver_upto)));
+            if let Some(delivered) = self.cursor.pop() {
+                return Some(Ok(delivered));
             }
-            if let Some(at) = self.not_before.take() {
+            if let Some(at) = self.cursor.take_delay() {
                 tokio::time::sleep_until(at).await;
             }
             let exec = Arc::clone(&self.exec);
@@ -683,22 +660,20 @@ impl Subscription for EmbeddedSubscription {
                 Step::Lagged(skipped) => return Some(Err(RecvError::Lagged { skipped })),
                 Step::Wait => published.await,
                 Step::FromFile { upto } => {
+                    let taken = self.cursor.taken();
                     let read = read_events(
                         &self.inner,
                         self.exec.id,
-                        self.cursor,
+                        taken,
                         Some(upto),
-                        (upto - self.cursor) as usize,
+                        (upto - taken) as usize,
                     )
                     .await;
                     match read {
                         Err(e) => return Some(Err(RecvError::Backend(e.into()))),
                         // Pruned (retention): nothing left to hand out below `upto`.
-                        Ok(events) if events.is_empty() => self.cursor = upto,
-                        Ok(events) => {
-                            self.cursor = events.last().map_or(upto, |e| e.sequence);
-                            self.buf.extend(events);
-                        }
+                        Ok(events) if events.is_empty() => self.cursor.skip_to(upto),
+                        Ok(events) => self.cursor.extend(events),
                     }
                 }
             }
@@ -706,25 +681,20 @@ impl Subscription for EmbeddedSubscription {
     }
 
     async fn ack(&mut self, sequence: u64) -> Result<(), BusError> {
-        let Some(durable) = self.durable.as_ref() else { return Err(BusError::NotDurable) };
-        if sequence > self.handed {
-            return Err(BusError::NotDelivered { sequence });
-        }
-        if sequence <= durable.acked {
+        if !self.cursor.check_ack(sequence)? {
             return Ok(());
         }
+        let Some(durable) = self.durable.as_ref() else { return Err(BusError::NotDurable) };
         // The ledger acknowledges a delivered batch in its own commit (see `ledger.rs`); the
         // acknowledgement that follows it from delivery has nothing left to write.
         let stored = lock(&self.exec.state).durables.get(&durable.name).map_or(0, |d| d.acked);
         if sequence <= stored {
-            if let Some(durable) = self.durable.as_mut() {
-                durable.acked = sequence;
-            }
+            self.cursor.record_ack(sequence);
             return Ok(());
         }
         let name = durable.name.clone();
         let exec = Arc::clone(&self.exec);
-        let handed = self.handed;
+        let handed = self.cursor.handed();
         let woken = Arc::clone(&self.exec);
         self.inner
             .call_then(
@@ -755,31 +725,19 @@ impl Subscription for EmbeddedSubscription {
             )
             .await
             .map_err(|e| BusError::Backend(e.into()))?;
-        if let Some(durable) = self.durable.as_mut() {
-            durable.acked = durable.acked.max(sequence);
-        }
+        self.cursor.record_ack(sequence);
         Ok(())
     }
 
     async fn nack(&mut self, sequence: u64, delay: Duration) -> Result<(), BusError> {
-        let Some(durable) = self.durable.as_ref() else { return Err(BusError::NotDurable) };
-        if sequence == 0 || sequence > self.handed {
-            return Err(BusError::NotDelivered { sequence });
-        }
-        // Acknowledged events are done: redelivery starts after them at the earliest.
-        let from = sequence.max(durable.acked + 1);
-        self.redeliver_upto = self.redeliver_upto.max(self.handed);
-        self.cursor = from - 1;
-        self.buf.clear();
-        self.not_before = (!delay.is_zero()).then(|| Instant::now() + delay);
-        Ok(())
+        self.cursor.nack(sequence, delay)
     }
 }
 
 impl Drop for EmbeddedSubscription {
     fn drop(&mut self) {
         let exec = Arc::clone(&self.exec);
-        let durable = self.durable.take().map(|d| (d.name, self.handed));
+        let durable = self.durable.take().map(|d| (d.name, self.cursor.handed()));
         self.inner.submit(Box::new(move |ctx: Option<&mut Ctx<'_>>| {
             let mut stored = Ok(());
             if let (Some(ctx), Some((name, handed))) = (ctx.as_ref(), durable.as_ref()) {
