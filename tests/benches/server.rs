@@ -15,6 +15,7 @@
 
 mod common;
 
+use common::Payload;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -70,47 +71,6 @@ impl StoreKind {
     fn open(self) -> Arc<dyn Store> {
         match self {
             Self::Memory => Arc::new(MemoryStore::new()),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Payload {
-    Small,
-    CrewAi,
-}
-
-impl Payload {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Small => "small synthetic",
-            Self::CrewAi => "crewAI run mix",
-        }
-    }
-
-    /// `n` events as ingest JSON objects.
-    fn events(self, n: usize) -> Vec<Value> {
-        match self {
-            Self::Small => (0..n)
-                .map(|i| json!({"type": "llm_stream_chunk", "data": {"chunk": "token", "n": i}}))
-                .collect(),
-            Self::CrewAi => {
-                let path = concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../crates/events-core/tests/fixtures/crewai-run.jsonl"
-                );
-                let text = std::fs::read_to_string(path).expect("fixture");
-                let run: Vec<Value> = text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| {
-                        let mut v: Value = serde_json::from_str(l).expect("fixture line");
-                        v.as_object_mut().expect("object").remove("id");
-                        v
-                    })
-                    .collect();
-                run.iter().cycle().take(n).cloned().collect()
-            }
         }
     }
 }

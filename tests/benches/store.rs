@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::Payload;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -60,48 +61,6 @@ impl Kind {
             Self::Memory => "memory",
             Self::Embedded(Durability::Fsync) => "embedded, fsync",
             Self::Embedded(_) => "embedded (default)",
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Payload {
-    Small,
-    CrewAi,
-}
-
-impl Payload {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Small => "small synthetic",
-            Self::CrewAi => "crewAI run mix",
-        }
-    }
-
-    /// `n` events as ingest JSON objects (no ids: every copy is a new event).
-    fn events(self, n: usize) -> Vec<Value> {
-        match self {
-            Self::Small => (0..n)
-                .map(|i| json!({"type": "llm_stream_chunk", "data": {"chunk": "token", "n": i}}))
-                .collect(),
-            Self::CrewAi => {
-                let path = concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../crates/events-core/tests/fixtures/crewai-run.jsonl"
-                );
-                let text = std::fs::read_to_string(path).expect("the crewAI fixture");
-                let run: Vec<Value> = text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .filter_map(|l| {
-                        let mut v: Value = serde_json::from_str(l).expect("a fixture line");
-                        let object = v.as_object_mut().expect("an object");
-                        object.remove("id");
-                        (object["type"] != "crew_execution_completed").then_some(v)
-                    })
-                    .collect();
-                run.iter().cycle().take(n).cloned().collect()
-            }
         }
     }
 }

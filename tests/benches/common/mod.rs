@@ -47,3 +47,49 @@ pub(crate) fn thousands(n: u64) -> String {
     groups.reverse();
     groups.join(",")
 }
+
+/// The event mix a benchmark ingests: small synthetic events or the real crewAI run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Payload {
+    /// `llm_stream_chunk` events with two small data fields.
+    Small,
+    /// The 87 events of the crewAI fixture (about 2.8 KB each on average), cycled.
+    CrewAi,
+}
+
+impl Payload {
+    /// The name printed in the tables.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Small => "small synthetic",
+            Self::CrewAi => "crewAI run mix",
+        }
+    }
+
+    /// `n` events as ingest JSON objects (no ids: every copy is a new event; never the
+    /// terminal event, which only the server emits).
+    pub(crate) fn events(self, n: usize) -> Vec<serde_json::Value> {
+        match self {
+            Self::Small => (0..n)
+                .map(|i| {
+                    serde_json::json!({"type": "llm_stream_chunk", "data": {"chunk": "token", "n": i}})
+                })
+                .collect(),
+            Self::CrewAi => {
+                let text = include_str!("../../../crates/events-core/tests/fixtures/crewai-run.jsonl");
+                let run: Vec<serde_json::Value> = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .filter_map(|l| {
+                        let mut v: serde_json::Value =
+                            serde_json::from_str(l).expect("a fixture line");
+                        let object = v.as_object_mut().expect("an object");
+                        object.remove("id");
+                        (object["type"] != "crew_execution_completed").then_some(v)
+                    })
+                    .collect();
+                run.iter().cycle().take(n).cloned().collect()
+            }
+        }
+    }
+}
