@@ -75,7 +75,11 @@ impl WebhookSpec {
         validate_target(&self.url, ssrf).map_err(|e| match e {
             TargetError::Blocked(blocked) => WebhookError::blocked(
                 "url",
-                format!("{blocked}; allow-list its range (--allow-target-cidr) to deliver there"),
+                format!(
+                    "target address {} is in a blocked range ({}); allow-list its range \
+                     (--allow-target-cidr) to deliver there",
+                    blocked.ip, blocked.range
+                ),
             ),
             other => WebhookError::invalid("url", other.to_string()),
         })?;
