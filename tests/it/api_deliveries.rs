@@ -73,3 +73,31 @@ async fn a_dead_letter_is_shown_with_its_reason_and_redriven() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_oauth2_token_url_in_a_blocked_range_is_refused_like_a_webhook_target() {
+    let receiver = Receiver::start().await;
+    // The receiver is on loopback (allow-listed); the token URL is the cloud metadata address.
+    let app = support::demo_server();
+    let auth = json!({
+        "strategy": "oauth2_client_credentials",
+        "token_url": "https://169.254.169.254/token",
+        "client_id": "hookstream",
+        "client_secret": "client-secret-value"
+    });
+    let webhook = json!({"url": receiver.url("/oauth"), "realtime": true, "authentication": auth});
+    let created = app.post("/executions", json!({"webhooks": webhook})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id = created.body["execution_id"].as_str().unwrap().to_owned();
+    let events = format!("/executions/{id}/events");
+    assert_eq!(
+        app.post(&events, json!({"events": [{"type": "task_started"}]})).await.status,
+        StatusCode::ACCEPTED
+    );
+
+    let view = view_until(&app, &id, |w| w["dead_lettered"] == 1).await;
+    let reason = view["webhooks"][0]["dead_letters"][0]["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("169.254.169.254"), "reason names the refused address: {reason}");
+    assert!(!view.to_string().contains("client-secret-value"));
+    assert!(receiver.requests().is_empty(), "nothing reached the receiver without a token");
+}

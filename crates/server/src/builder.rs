@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookstream_auth::{RegisterError, Registry, StrategyFactory};
+use hookstream_auth::{BuiltinOptions, RegisterError, Registry, StrategyFactory};
 use hookstream_delivery_http::{Dispatcher, DispatcherConfig, DispatcherError, SsrfPolicy};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
@@ -39,6 +39,9 @@ use crate::state::{AppState, Inner, Limits};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::token::ApiToken;
 
+/// A strategy plugin waiting for the registry it goes into.
+type Plugin = Box<dyn FnOnce(&mut Registry) -> Result<(), RegisterError> + Send>;
+
 /// Assembles a [`Server`]. Every setting has a default but the API token.
 #[must_use]
 pub struct ServerBuilder {
@@ -46,8 +49,10 @@ pub struct ServerBuilder {
     runner: Option<Arc<dyn Runner>>,
     api_token: Option<ApiToken>,
     allow_target_cidrs: Option<Vec<IpNet>>,
-    registry: Registry,
-    register_errors: Vec<RegisterError>,
+    /// A registry the embedder supplied; `None`: the built-ins, guarded by the SSRF policy.
+    registry: Option<Registry>,
+    /// Plugins added with [`ServerBuilder::auth_strategy`], registered at build.
+    plugins: Vec<Plugin>,
     dispatcher: DispatcherConfig,
     limits: Limits,
     public_url: Option<Url>,
@@ -85,8 +90,8 @@ impl ServerBuilder {
             runner: None,
             api_token: None,
             allow_target_cidrs: None,
-            registry: Registry::with_builtins(),
-            register_errors: Vec::new(),
+            registry: None,
+            plugins: Vec::new(),
             dispatcher: DispatcherConfig::default(),
             limits: Limits::default(),
             public_url: None,
@@ -119,19 +124,21 @@ impl ServerBuilder {
         self
     }
 
-    /// The auth strategy registry (default: [`Registry::with_builtins`]). Replaces the
-    /// registry, strategies added before with [`ServerBuilder::auth_strategy`] included.
+    /// The auth strategy registry to start from (default: the built-ins, with the OAuth2
+    /// token client held to the same SSRF policy as deliveries). A registry given here keeps
+    /// its own [`BuiltinOptions`]: give it an address policy if its token URLs come from
+    /// untrusted kickoffs. Strategies added with [`ServerBuilder::auth_strategy`] are
+    /// registered into it.
     pub fn auth_registry(mut self, registry: Registry) -> Self {
-        self.registry = registry;
+        self.registry = Some(registry);
         self
     }
 
     /// Adds a strategy plugin under `name`: `{"strategy": "<name>", ...}` then works like a
     /// built-in. A refused name fails [`ServerBuilder::build`].
     pub fn auth_strategy(mut self, name: &str, factory: impl StrategyFactory + 'static) -> Self {
-        if let Err(error) = self.registry.register(name, factory) {
-            self.register_errors.push(error);
-        }
+        let name = name.to_owned();
+        self.plugins.push(Box::new(move |registry| registry.register(&name, factory).map(drop)));
         self
     }
 
@@ -174,9 +181,6 @@ impl ServerBuilder {
 
     /// Builds the server. Must be called within a tokio runtime (the delivery client).
     pub fn build(self) -> Result<Server, BuildError> {
-        if let Some(error) = self.register_errors.into_iter().next() {
-            return Err(BuildError::Register(error));
-        }
         let api_token = self.api_token.ok_or(BuildError::MissingApiToken)?;
         if api_token.expose().is_empty() {
             return Err(BuildError::MissingApiToken);
@@ -189,6 +193,15 @@ impl ServerBuilder {
             dispatcher_config.ssrf = SsrfPolicy::new(cidrs);
         }
         let ssrf = dispatcher_config.ssrf.clone();
+        let mut registry = self.registry.unwrap_or_else(|| {
+            let guard = ssrf.clone();
+            Registry::with_builtin_options(
+                BuiltinOptions::default().with_address_policy(move |ip| guard.check(ip).is_ok()),
+            )
+        });
+        for plugin in self.plugins {
+            plugin(&mut registry).map_err(BuildError::Register)?;
+        }
         let metrics = Metrics::new();
         let ledger = Arc::new(MeteredLedger::new(store.ledger(), metrics.clone()));
         let dispatcher =
@@ -202,7 +215,7 @@ impl ServerBuilder {
             deliveries: Deliveries::new(dispatcher, Arc::clone(&store)),
             store,
             runner,
-            registry: self.registry,
+            registry,
             ssrf,
             api_token,
             limits: self.limits,
