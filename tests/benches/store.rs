@@ -6,9 +6,11 @@
 //! `Durability::Fsync`) and payload (small synthetic events, the real crewAI mix of
 //! `crates/events-core/tests/fixtures/crewai-run.jsonl`): events/s from the first request to
 //! the sink holding every event, its ratio to the memory store, and the ingest latency (request
-//! sent → 202, i.e. the commit) p50/p99 under that load. The embedded stores live in a
-//! temporary dir on the disk of `std::env::temp_dir()`. Prints only its markdown section to
-//! stdout; progress goes to stderr.
+//! sent → 202, i.e. the commit) p50/p99 under that load; then realtime delivery latency: one
+//! event per request, paced at [`RT_RATE`] events/s over [`RT_EXECUTIONS`] executions with
+//! `realtime: true` webhooks, from the request sent to the sink's receipt of that event (and
+//! to its 202). The embedded stores live in a temporary dir on the disk of
+//! `std::env::temp_dir()`. Prints only its markdown section to stdout; progress goes to stderr.
 
 mod common;
 
@@ -44,6 +46,16 @@ const EXECUTIONS: usize = 8;
 const PER_REQUEST: usize = 50;
 /// Measured runs per figure (after a warm-up); the median is reported.
 const RUNS: usize = 3;
+/// Realtime runs: events per second, one event per request, round-robin over the executions.
+const RT_RATE: u64 = 1_000;
+/// Executions of a realtime run, each with a `realtime: true` webhook.
+const RT_EXECUTIONS: usize = 10;
+/// Events of a realtime run before the measured ones (unmeasured warm-up).
+const RT_WARMUP: usize = 500;
+/// Measured events of a realtime run.
+const RT_EVENTS: usize = 3_000;
+/// The realtime target: p99 from ingest request sent to the sink's receipt, in ms.
+const RT_TARGET_MS: f64 = 2.0;
 const TOKEN: &str = "bench-token";
 
 #[derive(Clone, Copy, PartialEq)]
@@ -65,10 +77,11 @@ impl Kind {
     }
 }
 
-/// Events the sink received, per execution.
+/// Events the sink received, per execution, and when each (execution, sequence) came.
 #[derive(Default)]
 struct Sink {
     counts: Mutex<HashMap<Uuid, usize>>,
+    received: Mutex<HashMap<(Uuid, u64), Instant>>,
     changed: Notify,
 }
 
@@ -80,18 +93,22 @@ struct SinkBody {
 #[derive(serde::Deserialize)]
 struct SinkEvent {
     execution_id: Uuid,
+    sequence: u64,
     #[serde(rename = "type")]
     event_type: String,
 }
 
 async fn sink_handler(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
+    let at = Instant::now();
     let Ok(body) = serde_json::from_slice::<SinkBody>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
     {
         let mut counts = sink.counts.lock().expect("sink lock");
+        let mut received = sink.received.lock().expect("sink lock");
         for e in body.events.iter().filter(|e| e.event_type != "crew_execution_completed") {
             *counts.entry(e.execution_id).or_default() += 1;
+            received.insert((e.execution_id, e.sequence), at);
         }
     }
     sink.changed.notify_waiters();
@@ -159,9 +176,12 @@ impl Bench {
         (status, response.into_body().collect().await.expect("body").to_bytes())
     }
 
-    async fn register(&self) -> Uuid {
-        let webhook =
-            json!({"url": self.sink_url, "batch": {"max_events": 100, "max_wait_ms": 20}});
+    async fn register(&self, realtime: bool) -> Uuid {
+        let webhook = json!({
+            "url": self.sink_url,
+            "realtime": realtime,
+            "batch": {"max_events": 100, "max_wait_ms": 20},
+        });
         let (status, body) =
             self.post("/executions", json!({"webhooks": webhook}).to_string().into()).await;
         assert_eq!(status, StatusCode::CREATED);
@@ -195,7 +215,7 @@ async fn run(bench: &Arc<Bench>, bodies: &Arc<Vec<Bytes>>) -> (Duration, Vec<Dur
     let per = EVENTS / EXECUTIONS;
     let mut ids = Vec::new();
     for _ in 0..EXECUTIONS {
-        ids.push(bench.register().await);
+        ids.push(bench.register(false).await);
     }
     let start = Instant::now();
     let mut tasks = JoinSet::new();
@@ -221,6 +241,77 @@ async fn run(bench: &Arc<Bench>, bodies: &Arc<Vec<Bytes>>) -> (Duration, Vec<Dur
     (elapsed, latencies)
 }
 
+/// Latencies of one realtime run, over its measured events: request sent → the sink's receipt
+/// of the event, and request sent → 202.
+struct Realtime {
+    delivery: Vec<Duration>,
+    accepted: Vec<Duration>,
+}
+
+/// One realtime run: [`RT_WARMUP`] + [`RT_EVENTS`] events, one per request, one every
+/// 1/[`RT_RATE`] s (`MissedTickBehavior::Delay`), round-robin over [`RT_EXECUTIONS`]
+/// executions. Each execution sends its requests one after another (a tick that finds its
+/// execution's previous request still in flight waits for it), so its events' sequences are
+/// the order of its requests and the sink's receipts are matched by (execution, sequence).
+async fn realtime(bench: &Arc<Bench>, payload: Payload) -> Realtime {
+    let total = RT_WARMUP + RT_EVENTS;
+    let events = payload.events(total);
+    bench.sink.received.lock().expect("sink lock").clear();
+    let mut ids = Vec::new();
+    let mut senders = Vec::new();
+    let mut tasks = JoinSet::new();
+    for _ in 0..RT_EXECUTIONS {
+        let id = bench.register(true).await;
+        ids.push(id);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Bytes)>();
+        senders.push(tx);
+        let bench = Arc::clone(bench);
+        tasks.spawn(async move {
+            // (event index, sequence, sent, 202 after)
+            let mut sent = Vec::new();
+            let mut sequence = 0u64;
+            while let Some((i, body)) = rx.recv().await {
+                sequence += 1;
+                let at = Instant::now();
+                let accepted = bench.ingest(id, &body).await;
+                sent.push((i, id, sequence, at, accepted));
+            }
+            sent
+        });
+    }
+    let mut interval = tokio::time::interval(Duration::from_nanos(1_000_000_000 / RT_RATE));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for (i, event) in events.iter().enumerate() {
+        interval.tick().await;
+        let body = Bytes::from(json!({ "events": [event] }).to_string());
+        senders[i % RT_EXECUTIONS].send((i, body)).expect("an execution's sender");
+    }
+    drop(senders);
+    let mut sent = Vec::with_capacity(total);
+    while let Some(done) = tasks.join_next().await {
+        sent.extend(done.expect("a realtime execution task"));
+    }
+    for &id in &ids {
+        bench.sink.wait_count(id, total / RT_EXECUTIONS).await;
+    }
+    let mut out = Realtime {
+        delivery: Vec::with_capacity(RT_EVENTS),
+        accepted: Vec::with_capacity(RT_EVENTS),
+    };
+    {
+        let received = bench.sink.received.lock().expect("sink lock");
+        for &(_, id, sequence, at, accepted) in sent.iter().filter(|s| s.0 >= RT_WARMUP) {
+            let receipt = received[&(id, sequence)];
+            out.delivery.push(receipt.saturating_duration_since(at));
+            out.accepted.push(accepted);
+        }
+    }
+    for id in ids {
+        bench.complete(id).await;
+    }
+    out
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -233,6 +324,7 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let mut rows = Vec::new();
+    let mut rt_rows = Vec::new();
     for payload in [Payload::Small, Payload::CrewAi] {
         let events = payload.events(EVENTS / EXECUTIONS);
         let bodies: Arc<Vec<Bytes>> = Arc::new(
@@ -277,6 +369,25 @@ async fn main() {
                 ms(percentile(&latencies[i], 0.99)),
             ));
         }
+        for (kind, bench) in &benches {
+            eprintln!("store: {} payload, {} store, realtime", payload.name(), kind.name());
+            let Realtime { mut delivery, mut accepted } = realtime(bench, payload).await;
+            delivery.sort();
+            accepted.sort();
+            let p99 = percentile(&delivery, 0.99);
+            let met = p99.as_secs_f64() * 1000.0 <= RT_TARGET_MS;
+            rt_rows.push(format!(
+                "| {} | {} | {} / {} / {} | {} / {} | {} |",
+                payload.name(),
+                kind.name(),
+                ms(percentile(&delivery, 0.5)),
+                ms(p99),
+                ms(*delivery.last().expect("measured events")),
+                ms(percentile(&accepted, 0.5)),
+                ms(percentile(&accepted, 0.99)),
+                if met { "met" } else { "missed" },
+            ));
+        }
     }
     println!("## Embedded store\n");
     println!(
@@ -294,6 +405,24 @@ async fn main() {
     println!("| payload | store | events/s end to end | ratio to memory | ingest p50 / p99 ms |");
     println!("|---|---|---|---|---|");
     for row in rows {
+        println!("{row}");
+    }
+    println!(
+        "\nRealtime delivery: one event per ingest request, paced at {rt_rate} events/s \
+         (`tokio::time::interval`, `MissedTickBehavior::Delay`) round-robin over \
+         {RT_EXECUTIONS} executions whose webhooks are `realtime: true` (one event per \
+         delivery, no batching), each execution's requests one after another over \
+         keep-alive; {rt_warmup} events of warm-up, then {rt_events} measured, per store and \
+         payload, in the same run as the table above. Delivery: request sent → the sink's \
+         receipt of that event (matched by execution and sequence); 202: request sent → its \
+         202. Target: delivery p99 ≤ {RT_TARGET_MS} ms.\n",
+        rt_rate = common::thousands(RT_RATE),
+        rt_warmup = common::thousands(RT_WARMUP as u64),
+        rt_events = common::thousands(RT_EVENTS as u64),
+    );
+    println!("| payload | store | delivery p50 / p99 / max ms | 202 p50 / p99 ms | p99 ≤ 2 ms |");
+    println!("|---|---|---|---|---|");
+    for row in rt_rows {
         println!("{row}");
     }
 }
