@@ -36,7 +36,14 @@ impl PairKey {
     }
 }
 
-/// A batch's id, sent as `webhook-id` on every attempt of the batch: `msg_<uuid v7, simple>`.
+/// A batch's id, sent as `webhook-id` on every attempt of the batch.
+///
+/// Two forms, both printable ASCII without spaces (valid Standard Webhooks ids):
+/// - `msg_<uuid v7, simple>` ([`BatchId::generate`]): batched mode, split halves, redrives,
+///   unsent dead letters;
+/// - `msg_<execution id, simple>_<webhook index>_<sequence>` ([`BatchId::for_event`]): a
+///   realtime batch, derived from its one event, so the same event to the same webhook always
+///   forms the same batch under the same id (also after a crash before the ledger held it).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BatchId(String);
 
@@ -44,6 +51,12 @@ impl BatchId {
     /// A fresh, time-ordered id.
     pub fn generate() -> Self {
         Self(format!("msg_{}", Uuid::now_v7().simple()))
+    }
+
+    /// The id of the realtime batch holding only the event `sequence` of `pair`:
+    /// `msg_<execution id, simple>_<webhook index>_<sequence>`. Deterministic.
+    pub fn for_event(pair: &PairKey, sequence: u64) -> Self {
+        Self(format!("msg_{}_{}_{}", pair.execution_id.simple(), pair.webhook_index, sequence))
     }
 
     /// An id read back from a store.
@@ -291,6 +304,15 @@ pub enum LedgerError {
 /// acknowledge in the same transaction as `batch_delivered`/`dead_lettered`; the later
 /// acknowledgement by delivery is then a no-op.
 ///
+/// # Durability of `batch_formed`
+///
+/// A batch is durable (its `batch_formed` answered) before its first attempt, so that after a
+/// crash it is resumed and resent with the same `webhook-id` — except a realtime batch, whose
+/// id is derived from its one event ([`BatchId::for_event`]): its `batch_formed` runs
+/// concurrently with its first attempt, since after a crash before it is durable the same
+/// event forms the same batch under the same id again. Either way `attempt_finished` is
+/// called only after `batch_formed` returned, so the order of calls above holds.
+///
 /// # Figures for `GET /executions/{id}/deliveries`
 ///
 /// [`MemoryLedger::stats`] shows what a store computes from these calls: delivered events
@@ -300,7 +322,8 @@ pub enum LedgerError {
 /// completed) and the dead letters not redriven.
 #[async_trait]
 pub trait Ledger: Send + Sync + fmt::Debug + 'static {
-    /// A batch was formed (also each half of a split batch, when its turn comes).
+    /// A batch was formed (also each half of a split batch, when its turn comes). Awaited
+    /// before the first attempt, except for a realtime batch (see the trait's docs).
     async fn batch_formed(&self, batch: &BatchRecord) -> Result<(), LedgerError>;
 
     /// An attempt finished; `attempt.next_attempt_at` is set when the batch will be retried.

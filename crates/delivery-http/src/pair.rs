@@ -17,7 +17,7 @@ use hookstream_events_core::bus::{Bus, SubscribeOptions, Subscription};
 use tokio::time::Instant;
 
 use crate::batch::{Batcher, Ready};
-use crate::config::WebhookConfig;
+use crate::config::{Mode, WebhookConfig};
 use crate::dispatcher::{DeliveryError, PairSummary};
 use crate::encode::{BodyWriter, EncodedBatch};
 use crate::ledger::{BatchRecord, DeadLetterReason, PairKey};
@@ -120,8 +120,14 @@ impl Pair {
 
     /// Sends the ready batches in order, acknowledging each once it is done.
     async fn flush(&mut self, ready: &mut Vec<Ready>) -> Result<(), DeliveryError> {
+        let realtime = matches!(self.config.mode(), Mode::Realtime);
         for Ready { batch, ack_upto } in ready.drain(..) {
-            let batch = Batch::new(batch, self.shared.clock.now());
+            let now = self.shared.clock.now();
+            let batch = if realtime && batch.len() == 1 {
+                Batch::realtime(&self.key, batch, now)
+            } else {
+                Batch::new(batch, now)
+            };
             self.deliver(batch).await;
             self.sub.as_mut().ack(ack_upto).await.map_err(DeliveryError::Acknowledge)?;
         }
@@ -191,6 +197,7 @@ impl Pair {
             formed_at: record.formed_at,
             next_attempt_at: record.next_attempt_at,
             recorded: true,
+            derived_id: false,
         };
         self.deliver(batch).await;
         if let Some(sequence) = ack_upto {

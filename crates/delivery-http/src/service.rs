@@ -75,9 +75,14 @@ pub(crate) struct Batch {
     pub(crate) next_attempt_at: Option<SystemTime>,
     /// Whether the ledger already holds it (a resumed batch).
     pub(crate) recorded: bool,
+    /// Whether its id is derived from its one event (a realtime batch): the same event forms
+    /// the same batch again after a crash, so its first attempt does not wait for
+    /// `Ledger::batch_formed` (they run concurrently).
+    pub(crate) derived_id: bool,
 }
 
 impl Batch {
+    /// A batch under a fresh random id (batched mode, split halves, redrives).
     pub(crate) fn new(encoded: EncodedBatch, formed_at: SystemTime) -> Self {
         Self {
             id: BatchId::generate(),
@@ -86,6 +91,16 @@ impl Batch {
             formed_at,
             next_attempt_at: None,
             recorded: false,
+            derived_id: false,
+        }
+    }
+
+    /// A realtime batch (one event) of `pair`, under the id derived from its event.
+    pub(crate) fn realtime(pair: &PairKey, encoded: EncodedBatch, formed_at: SystemTime) -> Self {
+        Self {
+            id: BatchId::for_event(pair, encoded.first_sequence()),
+            derived_id: true,
+            ..Self::new(encoded, formed_at)
         }
     }
 
@@ -137,9 +152,16 @@ impl<'a> Delivery<'a> {
                 self.dead_letter(&batch, DeadLetterReason::Gone).await;
                 continue;
             }
+            // Recorded before the first attempt; for a batch with a derived id, concurrently
+            // with it (see `Ledger`'s docs on durability).
+            let mut forming = None;
             if !batch.recorded {
                 let record = batch.record(self.key);
-                self.note("batch_formed", self.shared.ledger.batch_formed(&record).await);
+                if batch.derived_id {
+                    forming = Some(record);
+                } else {
+                    self.note("batch_formed", self.shared.ledger.batch_formed(&record).await);
+                }
                 batch.recorded = true;
             }
             let body = batch.encoded.body.clone();
@@ -147,7 +169,7 @@ impl<'a> Delivery<'a> {
                 if let Some(at) = batch.next_attempt_at {
                     tokio::time::sleep_until(self.shared.clock.instant_at(at)).await;
                 }
-                match self.attempt(&mut batch, &body).await {
+                match self.attempt(&mut batch, &body, forming.take()).await {
                     Decision::Success => {
                         let now = self.shared.clock.now();
                         let ledger = &self.shared.ledger;
@@ -182,29 +204,45 @@ impl<'a> Delivery<'a> {
 
     /// One attempt: build, authenticate, send, classify, record. On a retry decision the
     /// batch's next attempt time is set; past the maximum age the decision becomes a dead
-    /// letter.
-    async fn attempt(&mut self, batch: &mut Batch, body: &Bytes) -> Decision {
+    /// letter. With `forming`, the batch's `batch_formed` is written while the request is
+    /// sent, and the attempt is recorded once both finished.
+    async fn attempt(
+        &mut self,
+        batch: &mut Batch,
+        body: &Bytes,
+        forming: Option<BatchRecord>,
+    ) -> Decision {
         let shared = self.shared;
         batch.attempts += 1;
         let started_at = shared.clock.now();
-        let started = Instant::now();
         let target = self.config.redacted_url();
         let span = telemetry::attempt_span(&self.key, &batch.id, batch.attempts, &target);
-        let result = async {
-            let request = request::build(
-                self.config,
-                &shared.user_agent,
-                &batch.id,
-                body,
-                shared.clock.unix_seconds(),
-            )
-            .await
-            .map_err(AttemptError::Auth)?;
-            shared.client.send(request).await
+        let send = async {
+            let started = Instant::now();
+            let result = async {
+                let request = request::build(
+                    self.config,
+                    &shared.user_agent,
+                    &batch.id,
+                    body,
+                    shared.clock.unix_seconds(),
+                )
+                .await
+                .map_err(AttemptError::Auth)?;
+                shared.client.send(request).await
+            }
+            .await;
+            (result, started.elapsed())
         }
-        .instrument(span.clone())
-        .await;
-        let latency = started.elapsed();
+        .instrument(span.clone());
+        let (result, latency) = match &forming {
+            Some(record) => {
+                let (formed, sent) = tokio::join!(shared.ledger.batch_formed(record), send);
+                self.note("batch_formed", formed);
+                sent
+            }
+            None => send.await,
+        };
         let now = shared.clock.now();
         let mut decision = classify(&shared.retry, &result, now);
 

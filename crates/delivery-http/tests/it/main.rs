@@ -3,6 +3,7 @@
 
 mod batching;
 mod props;
+mod realtime;
 mod receiver;
 mod retries;
 mod ssrf;
