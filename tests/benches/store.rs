@@ -14,14 +14,12 @@
 
 mod common;
 
-use common::Payload;
-use std::collections::HashMap;
+use common::{sink_handler, Payload, Sink};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::post;
 use axum::Router;
@@ -34,7 +32,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -73,56 +70,6 @@ impl Kind {
             Self::Memory => "memory",
             Self::Embedded(Durability::Fsync) => "embedded, fsync",
             Self::Embedded(_) => "embedded (default)",
-        }
-    }
-}
-
-/// Events the sink received, per execution, and when each (execution, sequence) came.
-#[derive(Default)]
-struct Sink {
-    counts: Mutex<HashMap<Uuid, usize>>,
-    received: Mutex<HashMap<(Uuid, u64), Instant>>,
-    changed: Notify,
-}
-
-#[derive(serde::Deserialize)]
-struct SinkBody {
-    events: Vec<SinkEvent>,
-}
-
-#[derive(serde::Deserialize)]
-struct SinkEvent {
-    execution_id: Uuid,
-    sequence: u64,
-    #[serde(rename = "type")]
-    event_type: String,
-}
-
-async fn sink_handler(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
-    let at = Instant::now();
-    let Ok(body) = serde_json::from_slice::<SinkBody>(&body) else {
-        return StatusCode::BAD_REQUEST;
-    };
-    {
-        let mut counts = sink.counts.lock().expect("sink lock");
-        let mut received = sink.received.lock().expect("sink lock");
-        for e in body.events.iter().filter(|e| e.event_type != "crew_execution_completed") {
-            *counts.entry(e.execution_id).or_default() += 1;
-            received.insert((e.execution_id, e.sequence), at);
-        }
-    }
-    sink.changed.notify_waiters();
-    StatusCode::OK
-}
-
-impl Sink {
-    async fn wait_count(&self, id: Uuid, n: usize) {
-        loop {
-            let notified = self.changed.notified();
-            if self.counts.lock().expect("sink lock").get(&id).copied().unwrap_or(0) >= n {
-                return;
-            }
-            tokio::time::timeout(Duration::from_secs(120), notified).await.expect("sink stalled");
         }
     }
 }

@@ -6,8 +6,16 @@
 
 #![allow(dead_code)] // Each bench binary uses a part of it.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use tokio::sync::Notify;
+use uuid::Uuid;
 
 /// Runs `measure` `runs` times (after one unmeasured warm-up) and returns the median.
 pub(crate) async fn median_of<F, Fut>(runs: usize, mut measure: F) -> Duration
@@ -90,6 +98,58 @@ impl Payload {
                     .collect();
                 run.iter().cycle().take(n).cloned().collect()
             }
+        }
+    }
+}
+
+/// A webhook receiver for the benches: events the sink received, per execution, and when each (execution, sequence) came.
+#[derive(Default)]
+pub(crate) struct Sink {
+    pub(crate) counts: Mutex<HashMap<Uuid, usize>>,
+    pub(crate) received: Mutex<HashMap<(Uuid, u64), Instant>>,
+    pub(crate) changed: Notify,
+}
+
+#[derive(serde::Deserialize)]
+struct SinkBody {
+    events: Vec<SinkEvent>,
+}
+
+#[derive(serde::Deserialize)]
+struct SinkEvent {
+    execution_id: Uuid,
+    sequence: u64,
+    #[serde(rename = "type")]
+    event_type: String,
+}
+
+/// The sink's POST handler: counts every event but the terminal one and stamps its arrival.
+pub(crate) async fn sink_handler(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
+    let at = Instant::now();
+    let Ok(body) = serde_json::from_slice::<SinkBody>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    {
+        let mut counts = sink.counts.lock().expect("sink lock");
+        let mut received = sink.received.lock().expect("sink lock");
+        for e in body.events.iter().filter(|e| e.event_type != "crew_execution_completed") {
+            *counts.entry(e.execution_id).or_default() += 1;
+            received.insert((e.execution_id, e.sequence), at);
+        }
+    }
+    sink.changed.notify_waiters();
+    StatusCode::OK
+}
+
+impl Sink {
+    /// Waits until the sink holds `n` events of execution `id`.
+    pub(crate) async fn wait_count(&self, id: Uuid, n: usize) {
+        loop {
+            let notified = self.changed.notified();
+            if self.counts.lock().expect("sink lock").get(&id).copied().unwrap_or(0) >= n {
+                return;
+            }
+            tokio::time::timeout(Duration::from_secs(120), notified).await.expect("sink stalled");
         }
     }
 }
