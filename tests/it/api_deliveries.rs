@@ -9,20 +9,7 @@ use serde_json::{json, Value};
 use crate::support::{self, Receiver, Recorded, TestApp};
 
 async fn view_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let view = app.get(&format!("/executions/{id}/deliveries")).await;
-        assert_eq!(view.status, StatusCode::OK);
-        if done(&view.body["webhooks"][0]) {
-            return view.body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "deliveries view never got there: {}",
-            view.body
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.deliveries_until(id, |view| done(&view["webhooks"][0])).await
 }
 
 #[tokio::test]

@@ -105,27 +105,16 @@ async fn demo_kickoff_reaches_two_webhooks_filtered_batched_and_realtime() {
 
     // The deliveries view: both webhooks completed (the ledger records a batch right after
     // its 2xx), nothing pending or dead.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    let view = loop {
-        let view = app.get(&format!("/executions/{id}/deliveries")).await;
-        assert_eq!(view.status, StatusCode::OK);
-        let done =
-            view.body["webhooks"].as_array().unwrap().iter().all(|w| w["state"] == "completed");
-        if done {
-            break view;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "deliveries never completed: {}",
-            view.body
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
-    let webhooks = view.body["webhooks"].as_array().unwrap();
+    let view = app
+        .deliveries_until(&id, |view| {
+            view["webhooks"].as_array().unwrap().iter().all(|w| w["state"] == "completed")
+        })
+        .await;
+    let webhooks = view["webhooks"].as_array().unwrap();
     assert_eq!(webhooks.len(), 2);
     assert_eq!(webhooks[1]["delivered"].as_u64().unwrap(), events.len() as u64);
     assert_eq!(webhooks[0]["authentication"], "bearer");
-    assert!(!view.body.to_string().contains("hook-secret"));
+    assert!(!view.to_string().contains("hook-secret"));
     for w in webhooks {
         assert_eq!(w["dead_lettered"], 0);
         assert_eq!(w["pending"], 0);

@@ -113,6 +113,25 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// Waits (at most 20 s) until `done` holds for the execution's deliveries view; returns
+    /// the view.
+    pub(crate) async fn deliveries_until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let view = self.get(&format!("/executions/{id}/deliveries")).await;
+            assert_eq!(view.status, StatusCode::OK);
+            if done(&view.body) {
+                return view.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deliveries view never got there: {}",
+                view.body
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// A request with an optional bearer token and an optional JSON body.
